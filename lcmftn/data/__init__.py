@@ -1,0 +1,1 @@
+"""Frames, shots, holds, line art, window pairs and the synthetic film generator (pure)."""

@@ -1,0 +1,331 @@
+"""Frame-accurate streaming video / image-folder I/O (PyAV + OpenCV).
+
+Design decisions:
+
+* Decoding uses PyAV (FFmpeg): every frame is decoded in presentation order, so frame ``i`` of
+  :func:`iter_frames` is frame ``i`` of the film (no seeking, no timestamp arithmetic, no
+  dropped or duplicated frames the way OpenCV's ``CAP_PROP_POS_FRAMES`` can produce).
+* Image folders (``*.png|jpg|jpeg|bmp|tif|tiff|webp``) are frames sorted by the *last integer*
+  in the file stem (``f2.png`` before ``f10.png``), ties broken by name. Alpha is composited
+  over white for colour reading (:func:`iter_frames`); :func:`read_image` keeps it.
+* Working size policy (:func:`resize_image`): the SHORT side is scaled to ``size_px`` and the
+  long side to ``round(long * size_px / short)`` (aspect kept; INTER_AREA when shrinking,
+  INTER_LINEAR when enlarging). ``crop="center"`` additionally cuts the central
+  ``size_px x size_px`` square (loses the sides of a 16:9 frame; off by default because
+  colorization wants the whole frame: training takes random crops, inference pads).
+* :func:`write_video` writes H.264 (libx264, yuv420p) atomically: a hidden temporary file in the
+  destination folder, renamed into place only when the encoder has flushed. yuv420p needs even
+  sizes: an odd width/height is padded by repeating the last column/row.
+* Bad input (missing, empty, non-video, truncated) raises :class:`VideoReadError`, a
+  ``ValueError`` whose message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CROP_POLICIES = ("none", "center")
+DEFAULT_FOLDER_FPS = 24.0  # image folders carry no frame rate
+
+
+class VideoReadError(ValueError):
+    """A video (or image folder) could not be read; ``str(err)`` names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read video {self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` knows without decoding every frame.
+
+    frames: number of frames (container count, else demuxed packet count, else decoded count).
+    fps: frames per second (average rate; image folders report ``DEFAULT_FOLDER_FPS``).
+    width, height: decoded frame size in pixels (before any resize).
+    """
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Images and resizing
+# ---------------------------------------------------------------------------------------------
+
+
+def working_size(width: int, height: int, size_px: int) -> tuple[int, int]:
+    """(width, height) after scaling the short side to ``size_px`` (aspect kept)."""
+    if size_px <= 0:
+        raise ValueError(f"size_px must be positive, got {size_px}")
+    short = min(width, height)
+    if width <= height:
+        return size_px, max(1, round(height * size_px / short))
+    return max(1, round(width * size_px / short)), size_px
+
+
+def center_crop(img: np.ndarray, size_px: int) -> np.ndarray:
+    """Central ``size_px x size_px`` square (the image must be at least that large)."""
+    h, w = img.shape[:2]
+    if h < size_px or w < size_px:
+        raise ValueError(f"cannot crop {size_px}x{size_px} from a {w}x{h} image")
+    y0, x0 = (h - size_px) // 2, (w - size_px) // 2
+    return img[y0 : y0 + size_px, x0 : x0 + size_px]
+
+
+def resize_image(img: np.ndarray, size_px: int | None, crop: str = "none") -> np.ndarray:
+    """Scale so the short side is ``size_px`` (aspect kept); ``crop="center"`` then cuts the
+    central square. ``size_px=None`` returns the image unchanged (or center-cropped to its
+    short side when ``crop="center"``)."""
+    if crop not in CROP_POLICIES:
+        raise ValueError(f"crop must be one of {CROP_POLICIES}, got {crop!r}")
+    h, w = img.shape[:2]
+    if size_px is not None and min(h, w) != size_px:
+        new_w, new_h = working_size(w, h, size_px)
+        interp = cv2.INTER_AREA if new_w * new_h < w * h else cv2.INTER_LINEAR
+        img = cv2.resize(img, (new_w, new_h), interpolation=interp)
+    if crop == "center":
+        img = center_crop(img, min(img.shape[:2]))
+    return img
+
+
+def _last_int(stem: str) -> int:
+    nums = re.findall(r"\d+", stem)
+    return int(nums[-1]) if nums else -1
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files of a frame folder, sorted by the last integer in their stem, then by name."""
+    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=lambda p: (_last_int(p.stem), p.name))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as uint8 RGB ``[H,W,3]``, RGBA ``[H,W,4]`` (alpha kept) or gray ``[H,W]``."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise VideoReadError(path, "not a readable image")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    if img.ndim == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
+
+
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """Gray -> RGB; RGBA -> RGB composited over white paper; RGB unchanged."""
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        alpha = img[..., 3:4].astype(np.float32) / 255.0
+        rgb = img[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    return img
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def is_image_folder(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise VideoReadError(path, "no such file or folder")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoReadError(path, "empty file (0 bytes)")
+
+
+def _open_container(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise VideoReadError(path, f"not a video or corrupt header ({err})") from err
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "no video stream in the file")
+    return container, container.streams.video[0]
+
+
+def _stream_fps(stream: av.video.stream.VideoStream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frames, fps and size of a video or image folder (cheap: demuxes, decodes one frame)."""
+    path = Path(path)
+    _check_file(path)
+    if path.is_dir():
+        files = list_image_files(path)
+        if not files:
+            raise VideoReadError(path, "image folder holds no images")
+        h, w = read_image(files[0]).shape[:2]
+        return VideoInfo(len(files), DEFAULT_FOLDER_FPS, w, h)
+    container, stream = _open_container(path)
+    try:
+        fps = _stream_fps(stream)
+        frames = int(stream.frames or 0)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if frames <= 0:  # e.g. mkv/webm: count packets (one coded frame each)
+            frames = sum(1 for pkt in container.demux(stream) if pkt.size > 0)
+        if frames <= 0 or width <= 0 or height <= 0:
+            raise VideoReadError(path, "video stream holds no frames")
+        return VideoInfo(frames, fps, width, height)
+    except av.error.FFmpegError as err:
+        raise VideoReadError(path, f"demux failed ({err})") from err
+    finally:
+        container.close()
+
+
+def _iter_video(path: Path) -> Iterator[np.ndarray]:
+    container, stream = _open_container(path)
+    stream.thread_type = "AUTO"  # frame + slice threads; output order is unchanged
+    expected = _expected_frames(container, stream)
+    count = 0
+    try:
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+                count += 1
+        except av.error.FFmpegError as err:
+            raise VideoReadError(path, f"decode failed after {count} frames ({err})") from err
+    finally:
+        container.close()
+    if count == 0:
+        raise VideoReadError(path, "no frame could be decoded (empty or truncated video)")
+    # NOTE: duration-based counts (mkv) are approximate, hence the tolerance.
+    if expected > 0 and count < expected - max(2, expected // 100):
+        raise VideoReadError(path, f"truncated: decoded {count} of about {expected} frames")
+
+
+def _expected_frames(container: av.container.InputContainer, stream) -> int:
+    """Frame count the container announces: the stream's count, else (single-stream files such as
+    mkv) its duration x fps, else 0 (unknown)."""
+    if stream.frames:
+        return int(stream.frames)
+    fps = _stream_fps(stream)
+    if stream.duration and stream.time_base and fps:
+        return int(stream.duration * stream.time_base * fps)
+    if len(container.streams) == 1 and container.duration and fps:
+        return int(container.duration / 1e6 * fps)
+    return 0
+
+
+def iter_frames(
+    path: str | os.PathLike, size_px: int | None = None, crop: str = "none"
+) -> Iterator[np.ndarray]:
+    """Stream the frames of a video file or image folder as uint8 RGB ``[H,W,3]``, in order.
+
+    ``size_px``: short side in pixels (aspect kept; ``None`` = native size).
+    ``crop``: ``"none"`` (default) or ``"center"`` (central square after resizing).
+    Raises :class:`VideoReadError` for missing/empty/non-video/truncated inputs (a truncated
+    file raises after yielding the frames that could be decoded).
+    """
+    if crop not in CROP_POLICIES:
+        raise ValueError(f"crop must be one of {CROP_POLICIES}, got {crop!r}")
+    path = Path(path)
+    _check_file(path)
+    if path.is_dir():
+        files = list_image_files(path)
+        if not files:
+            raise VideoReadError(path, "image folder holds no images")
+        frames: Iterable[np.ndarray] = (to_rgb(read_image(f)) for f in files)
+    else:
+        frames = _iter_video(path)
+    for img in frames:
+        yield resize_image(np.ascontiguousarray(img), size_px, crop)
+
+
+def read_frames(
+    path: str | os.PathLike, size_px: int | None = None, crop: str = "none"
+) -> list[np.ndarray]:
+    """All frames of :func:`iter_frames` as a list (mind the memory for long films)."""
+    return list(iter_frames(path, size_px, crop))
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _even(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    if h % 2 or w % 2:
+        img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return img
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    crf: int = 18,
+    preset: str = "veryfast",
+) -> int:
+    """Write uint8 RGB ``[H,W,3]`` (or gray ``[H,W]``) frames as H.264 yuv420p; returns the count.
+
+    The container follows the suffix (``.mp4``, ``.mkv``, ``.mov``, ``.avi``). The file appears
+    only when complete (temp file + ``os.replace``). ``crf`` 0 is lossless in luma (chroma is
+    still 4:2:0-subsampled). All frames must have the size of the first one.
+    """
+    path = Path(path)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    rate = Fraction(fps).limit_denominator(1001)
+    count = 0
+    try:
+        with av.open(str(tmp), mode="w", format=_container_format(path)) as container:
+            stream = None
+            for img in frames:
+                img = _even(to_rgb(np.asarray(img, dtype=np.uint8)))
+                if stream is None:
+                    stream = container.add_stream("libx264", rate=rate)
+                    stream.height, stream.width = img.shape[:2]
+                    stream.pix_fmt = "yuv420p"
+                    stream.options = {"crf": str(crf), "preset": preset}
+                    size = img.shape
+                elif img.shape != size:
+                    raise ValueError(f"frame {count} has shape {img.shape}, expected {size}")
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                container.mux(stream.encode(frame))
+                count += 1
+            if stream is None:
+                raise ValueError(f"no frames to write to {path}")
+            container.mux(stream.encode(None))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return count
+
+
+def _container_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {".mkv": "matroska", ".mov": "mov", ".avi": "avi", ".webm": "webm"}.get(suffix, "mp4")

@@ -1,0 +1,411 @@
+"""Storage URIs: local paths and ``s3://bucket/key``, one small API for both.
+
+Design decisions:
+
+* Datasets (Parquet shards) go through ``pyarrow.fs`` (what Ray Data and ``pyarrow.parquet``
+  read natively); small objects (manifests, single files) go through boto3.
+* Endpoint and credentials come ONLY from the standard AWS variables (``AWS_ENDPOINT_URL`` or
+  ``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+  ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``/``AWS_REGION``); nothing is hard-coded.
+* Every failure is raised as :class:`StorageError` (or :class:`ObjectNotFoundError`) whose
+  message names the URI and the problem ("cannot reach S3 endpoint ...", "no such object ...").
+* boto3 is imported lazily inside functions, so importing this module (e.g. from
+  ``lcmftn.data.dataset`` for an ``s3://`` dataset) never pulls boto3 into a pure process.
+
+NOTE: pyarrow's S3 needs ``endpoint_override`` WITH the scheme (``http://127.0.0.1:P``) and
+path-style addressing (``force_virtual_addressing=False``) for SeaweedFS/MinIO.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+S3_PREFIX = "s3://"
+_GLOB_CHARS = "*?["
+_CONNECT_TIMEOUT_S = 5.0
+_REQUEST_TIMEOUT_S = 60.0
+
+
+class StorageError(OSError):
+    """A storage operation failed; the message names the URI and the reason."""
+
+    def __init__(self, uri: str, reason: str):
+        self.uri = uri
+        self.reason = reason
+        super().__init__(f"{uri}: {reason}")
+
+    def __str__(self) -> str:  # OSError's default str() ignores our message layout
+        return f"{self.uri}: {self.reason}"
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """The URI names no file/object."""
+
+
+# ---------------------------------------------------------------------------------------------
+# URIs
+# ---------------------------------------------------------------------------------------------
+def is_s3(uri: str | os.PathLike) -> bool:
+    return str(uri).startswith(S3_PREFIX)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    if not is_s3(uri):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    rest = uri[len(S3_PREFIX) :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI without a bucket: {uri!r}")
+    return bucket, key
+
+
+def join(uri: str | os.PathLike, *parts: str) -> str:
+    """Join path parts onto a local path or an s3:// URI (always ``/`` for s3)."""
+    uri = str(uri)
+    if is_s3(uri):
+        out = uri.rstrip("/")
+        for p in parts:
+            out = out + "/" + str(p).strip("/")
+        return out
+    return str(Path(uri, *parts))
+
+
+def normalize(uri: str | os.PathLike) -> str:
+    """Local paths become absolute; s3 URIs lose trailing slashes."""
+    uri = str(uri)
+    if is_s3(uri):
+        return uri.rstrip("/") if uri.rstrip("/") != "s3:" else uri
+    return str(Path(uri).expanduser().resolve())
+
+
+def has_glob(uri: str) -> bool:
+    return any(c in uri for c in _GLOB_CHARS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration from the standard AWS variables
+# ---------------------------------------------------------------------------------------------
+def s3_settings() -> dict[str, str | None]:
+    """The S3 endpoint/region/credentials the process would use (from env only)."""
+    env = os.environ
+    return {
+        "endpoint": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+        "region": env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1",
+        "access_key": env.get("AWS_ACCESS_KEY_ID") or None,
+        "secret_key": env.get("AWS_SECRET_ACCESS_KEY") or None,
+        "session_token": env.get("AWS_SESSION_TOKEN") or None,
+    }
+
+
+def _settings_key() -> tuple:
+    return tuple(sorted(s3_settings().items()))
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_filesystem(key: tuple) -> pafs.S3FileSystem:
+    s = dict(key)
+    kwargs: dict[str, Any] = {
+        "region": s["region"],
+        "connect_timeout": _CONNECT_TIMEOUT_S,
+        "request_timeout": _REQUEST_TIMEOUT_S,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+    }
+    if s["access_key"] and s["secret_key"]:
+        kwargs.update(access_key=s["access_key"], secret_key=s["secret_key"])
+        if s["session_token"]:
+            kwargs["session_token"] = s["session_token"]
+    if s["endpoint"]:
+        endpoint = s["endpoint"]
+        scheme = "https" if endpoint.startswith("https://") else "http"
+        if "://" not in endpoint:  # pyarrow needs the scheme in the override (curlCode 35)
+            endpoint = f"{scheme}://{endpoint}"
+        kwargs.update(endpoint_override=endpoint, scheme=scheme, force_virtual_addressing=False)
+    return pafs.S3FileSystem(**kwargs)
+
+
+@functools.lru_cache(maxsize=8)
+def _boto3_client(key: tuple):
+    import boto3  # NOTE: lazy; lcmftn stays importable without boto3
+    from botocore.config import Config
+
+    s = dict(key)
+    cfg = Config(
+        connect_timeout=_CONNECT_TIMEOUT_S,
+        read_timeout=_REQUEST_TIMEOUT_S,
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": "path"},
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=s["endpoint"],
+        region_name=s["region"],
+        aws_access_key_id=s["access_key"],
+        aws_secret_access_key=s["secret_key"],
+        aws_session_token=s["session_token"],
+        config=cfg,
+    )
+
+
+def s3_client():
+    """A boto3 S3 client configured from the AWS env variables (cached per configuration)."""
+    return _boto3_client(_settings_key())
+
+
+def filesystem_for(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """``(pyarrow filesystem, path inside it)`` for a local path or an s3:// URI.
+
+    The S3 filesystem is picklable: Ray tasks can receive it instead of relying on the
+    workers' environment (their env is fixed when the raylet starts)."""
+    uri = str(uri)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        return _s3_filesystem(_settings_key()), f"{bucket}/{key}".rstrip("/")
+    return pafs.LocalFileSystem(), normalize(uri)
+
+
+# ---------------------------------------------------------------------------------------------
+# Error translation
+# ---------------------------------------------------------------------------------------------
+def _s3_error(uri: str, exc: BaseException) -> StorageError:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    endpoint = s3_settings()["endpoint"] or "AWS S3"
+    if isinstance(exc, EndpointConnectionError) or "Could not connect" in str(exc):
+        return StorageError(uri, f"cannot reach S3 endpoint {endpoint} ({exc})")
+    if isinstance(exc, NoCredentialsError):
+        return StorageError(uri, "no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return ObjectNotFoundError(uri, "no such object")
+        if code == "NoSuchBucket":
+            return ObjectNotFoundError(uri, "no such bucket")
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StorageError(uri, f"access denied by {endpoint} ({code})")
+        return StorageError(uri, f"S3 error {code}: {exc}")
+    return StorageError(uri, f"{type(exc).__name__}: {exc}")
+
+
+def _call_s3(uri: str, fn, *args, **kwargs):
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(*args, **kwargs)
+    except (BotoCoreError, ClientError) as exc:
+        raise _s3_error(uri, exc) from exc
+
+
+def arrow_error(uri: str, exc: BaseException) -> StorageError:
+    """Translate a pyarrow.fs error into a StorageError naming ``uri``."""
+    msg = str(exc)
+    if isinstance(exc, FileNotFoundError) or "Path does not exist" in msg or "NoSuchKey" in msg:
+        return ObjectNotFoundError(uri, "no such file or object")
+    if "curlCode" in msg or "connect" in msg.lower():
+        endpoint = s3_settings()["endpoint"] or "AWS S3"
+        return StorageError(uri, f"cannot reach S3 endpoint {endpoint} ({msg.strip()})")
+    return StorageError(uri, f"{type(exc).__name__}: {msg.strip()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects (boto3 for s3, plain files locally)
+# ---------------------------------------------------------------------------------------------
+def read_bytes(uri: str | os.PathLike) -> bytes:
+    uri = str(uri)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        resp = _call_s3(uri, s3_client().get_object, Bucket=bucket, Key=key)
+        return _call_s3(uri, resp["Body"].read)
+    path = Path(uri)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ObjectNotFoundError(uri, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise StorageError(uri, "is a directory, not a file") from exc
+    except OSError as exc:
+        raise StorageError(uri, f"unreadable: {exc.strerror or exc}") from exc
+
+
+def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` so readers see either the old or the new content, never a part.
+
+    Local: temp file in the same folder + ``os.replace``. S3: one PUT (atomic by S3 semantics)."""
+    uri = str(uri)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _call_s3(uri, s3_client().put_object, Bucket=bucket, Key=key, Body=data)
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(uri, f"cannot write: {exc.strerror or exc}") from exc
+
+
+def exists(uri: str | os.PathLike) -> bool:
+    """True when ``uri`` is a file/object, or a folder/prefix holding at least one object."""
+    uri = str(uri)
+    if not is_s3(uri):
+        return Path(uri).exists()
+    bucket, key = split_s3(uri)
+    client = s3_client()
+    from botocore.exceptions import ClientError
+
+    if key:
+        try:
+            client.head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey", "NotFound"):
+                raise _s3_error(uri, exc) from exc
+        except Exception as exc:  # connection errors
+            raise _s3_error(uri, exc) from exc
+    prefix = key.rstrip("/") + "/" if key else ""
+    resp = _call_s3(uri, client.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    return resp.get("KeyCount", 0) > 0
+
+
+def list_uris(prefix: str | os.PathLike, recursive: bool = True) -> list[str]:
+    """All files under a folder/prefix (sorted). A missing prefix gives ``[]``."""
+    prefix = str(prefix)
+    if is_s3(prefix):
+        bucket, key = split_s3(prefix)
+        key = key.rstrip("/") + "/" if key else ""
+        out: list[str] = []
+        paginator = s3_client().get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+        if not recursive:
+            kwargs["Delimiter"] = "/"
+        pages = _call_s3(prefix, lambda: list(paginator.paginate(**kwargs)))
+        for page in pages:
+            out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+            if not recursive:
+                out += [f"s3://{bucket}/{p['Prefix'].rstrip('/')}" for p in page.get("CommonPrefixes", [])]
+        return sorted(out)
+    root = Path(prefix)
+    if not root.is_dir():
+        return []
+    it = root.rglob("*") if recursive else root.iterdir()
+    return sorted(str(p) for p in it if p.is_file() or not recursive)
+
+
+def glob_uris(pattern: str | os.PathLike) -> list[str]:
+    """Expand a glob (``*``, ``?``, ``[..]``) over local paths or s3 keys; sorted.
+
+    Without glob characters the URI itself is returned when it exists (else ``[]``)."""
+    pattern = str(pattern)
+    if not has_glob(pattern):
+        return [normalize(pattern)] if exists(pattern) else []
+    if not is_s3(pattern):
+        import glob
+
+        return sorted(normalize(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True))
+    bucket, key = split_s3(pattern)
+    fixed = key[: min(key.find(c) for c in _GLOB_CHARS if c in key)]
+    base = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+    candidates = list_uris(f"s3://{bucket}/{base}" if base else f"s3://{bucket}")
+    # Directories (common prefixes) can match too: add every parent prefix of each object.
+    names = set(candidates)
+    for c in candidates:
+        k = split_s3(c)[1]
+        parts = k.split("/")
+        for i in range(1, len(parts)):
+            names.add(f"s3://{bucket}/" + "/".join(parts[:i]))
+    depth = pattern.count("/")
+    return sorted(n for n in names if n.count("/") == depth and fnmatch.fnmatchcase(n, pattern))
+
+
+def download(uri: str | os.PathLike, local_path: str | os.PathLike) -> Path:
+    """Copy a file/object to a local path (atomic: temp + rename). Returns the local path."""
+    uri, local_path = str(uri), Path(local_path)
+    local_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            _call_s3(uri, s3_client().download_file, bucket, key, str(tmp))
+        else:
+            if not Path(uri).is_file():
+                raise ObjectNotFoundError(uri, "no such file")
+            shutil.copyfile(uri, tmp)
+        os.replace(tmp, local_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return local_path
+
+
+def upload(local_path: str | os.PathLike, uri: str | os.PathLike) -> None:
+    """Copy a local file to a path/URI (local: atomic temp + rename; s3: multipart-safe upload)."""
+    local_path, uri = Path(local_path), str(uri)
+    if not local_path.is_file():
+        raise ObjectNotFoundError(str(local_path), "no such local file to upload")
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _call_s3(uri, s3_client().upload_file, str(local_path), bucket, key)
+        return
+    dst = Path(uri)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=f".{dst.name}.", delete=False) as f:
+        tmp = Path(f.name)
+    try:
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def delete_prefix(uri: str | os.PathLike) -> int:
+    """Delete a file/object and everything under the folder/prefix; returns objects removed."""
+    uri = str(uri)
+    if not is_s3(uri):
+        p = Path(uri)
+        if p.is_dir():
+            n = sum(1 for q in p.rglob("*") if q.is_file())
+            shutil.rmtree(p)
+            return n
+        if p.exists():
+            p.unlink()
+            return 1
+        return 0
+    bucket, key = split_s3(uri)
+    if not key:
+        raise StorageError(uri, "refusing to delete a whole bucket")
+    keys = [split_s3(u)[1] for u in list_uris(uri)]
+    client = s3_client()
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+        keys.append(key)
+    except ClientError:
+        pass
+    for i in range(0, len(keys), 1000):
+        chunk = [{"Key": k} for k in keys[i : i + 1000]]
+        _call_s3(uri, client.delete_objects, Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+    return len(keys)
+
+
+def check_reachable(uri: str | os.PathLike) -> None:
+    """Fail fast with a clear message when the bucket/endpoint of ``uri`` cannot be used."""
+    uri = str(uri)
+    if not is_s3(uri):
+        return
+    bucket, _ = split_s3(uri)
+    _call_s3(uri, s3_client().head_bucket, Bucket=bucket)

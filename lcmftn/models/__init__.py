@@ -1,0 +1,1 @@
+"""Generators, discriminators and the CMFT module (paper §3). See ``registry`` for names."""

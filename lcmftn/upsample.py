@@ -1,0 +1,84 @@
+"""Line-guided upsampling: colour made at model resolution -> the line art's full resolution.
+
+The model colours a downscaled frame (e.g. 256 px short side); the episode is delivered at the
+line art's resolution (e.g. 1080p). Plain bilinear upsampling gives soft colour edges and, worse,
+grey/dark halos: the low-resolution output already contains (blurred) dark line pixels, which get
+smeared over several full-resolution pixels. The artist's full-resolution line art is known
+exactly, so we use it as the guide:
+
+1. ``up``   = bilinear upsample of the model-resolution colour to ``H x W``.
+2. ``paper`` = pixels farther than ``halo_px`` from any full-resolution line pixel (line pixels are
+   darker than ``line_threshold``). Near lines ``up`` is contaminated by the blurred lines.
+3. ``fill``: every contaminated pixel takes the colour of the *nearest clean paper pixel*
+   (``cv2.distanceTransformWithLabels``), i.e. a line-aware nearest-neighbour inpainting (the
+   limit of a joint-bilateral filter whose range kernel is the paper mask). The nearest clean
+   pixel lies on the pixel's own side of the line, so region colours run up to the line with no
+   halo and never mix across it (a plain normalised convolution would blend both sides).
+4. Ink: ``out = colour * (lineart / 255)`` (a "multiply" ink layer, as in paint programs): the
+   full-resolution lines are re-imposed with their exact width and anti-aliasing.
+
+NOTE: colour boundaries that follow no line (two-tone shading edges) stay as sharp as the
+model-resolution output allows; step 4 makes lines black even where the source had coloured lines
+(the line art is the artist's ink). ``ink="none"`` skips step 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class UpsampleConfig:
+    """Guided upsampling settings (all sizes in full-resolution pixels unless noted)."""
+
+    line_threshold: int = 128  # line-art value (0..255) below which a pixel is a line pixel
+    halo_px: int = 0  # extra band around lines treated as contaminated; 0 = auto (~ scale factor)
+    ink: str = "multiply"  # "multiply" (re-impose the line art) or "none"
+
+
+def guided_upsample(
+    color: np.ndarray, lineart: np.ndarray, cfg: UpsampleConfig = UpsampleConfig()
+) -> np.ndarray:
+    """Upsample ``color`` (uint8 [h, w, 3] RGB) to the size of ``lineart`` (uint8 [H, W],
+    255 = paper) guided by the line art. Returns uint8 [H, W, 3]. Deterministic."""
+    if color.dtype != np.uint8 or color.ndim != 3 or color.shape[2] != 3:
+        raise ValueError(f"color must be uint8 [h, w, 3], got {color.dtype} {color.shape}")
+    if lineart.dtype != np.uint8 or lineart.ndim != 2:
+        raise ValueError(f"lineart must be uint8 [H, W], got {lineart.dtype} {lineart.shape}")
+    if cfg.ink not in ("multiply", "none"):
+        raise ValueError(f"ink must be 'multiply' or 'none', got {cfg.ink!r}")
+    big_h, big_w = lineart.shape
+    h, w = color.shape[:2]
+    scale = max(big_h / h, big_w / w, 1.0)
+    up = cv2.resize(color, (big_w, big_h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+    lines = (lineart < cfg.line_threshold).astype(np.uint8)
+    halo = cfg.halo_px or int(np.ceil(scale)) + 1
+    near_line = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * halo + 1,) * 2))
+    paper = (near_line == 0).astype(np.float32)
+
+    # Nearest clean paper pixel for every pixel (labels index the zero pixels of `near_line` in
+    # raster order): each contaminated pixel takes the colour of the closest clean pixel, which
+    # lies on its own side of the line, so colours never mix across a line.
+    if paper.any():
+        _, labels = cv2.distanceTransformWithLabels(
+            near_line, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        clean = up[paper > 0]  # [P, 3] in raster order = label order
+        fill = clean[np.clip(labels - 1, 0, len(clean) - 1)]
+        out = np.where(paper[..., None] > 0, up, fill)
+    else:
+        out = up
+    if cfg.ink == "multiply":
+        out = out * (lineart.astype(np.float32)[..., None] / 255.0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def resize_color(color: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Area-resize (down) or bilinear-resize (up) an RGB uint8 image to ``(H, W)``."""
+    h, w = size_hw
+    interp = cv2.INTER_AREA if h * w < color.shape[0] * color.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(color, (w, h), interpolation=interp)

@@ -1,0 +1,178 @@
+"""Shot planning (chain / anchor / auto, holds) and the lockstep scheduler (pure, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lcmftn.colorize import (
+    ColorizeConfig,
+    LockstepScheduler,
+    ShotColorizer,
+    Step,
+    colorize_shot,
+    model_size,
+    plan_shot,
+)
+from lcmftn.models.base import ColorizationSystem
+
+
+def steps(plan: list[Step]) -> list[tuple[int, int, str]]:
+    return [(s.target, s.ref, s.kind) for s in plan]
+
+
+def test_chain_forward_from_first_frame():
+    assert steps(plan_shot(4, [0], "chain")) == [(0, 0, "key"), (1, 0, "model"), (2, 1, "model"), (3, 2, "model")]
+
+
+def test_chain_backward_before_first_key_and_resets_at_keys():
+    got = steps(plan_shot(6, [2, 4], "chain"))
+    assert got == [
+        (2, 2, "key"), (4, 4, "key"),
+        (3, 2, "model"), (5, 4, "model"),
+        (1, 2, "model"), (0, 1, "model"),
+    ]
+
+
+def test_anchor_nearest_key_ties_earlier():
+    got = steps(plan_shot(7, [1, 5], "anchor"))
+    assert got == [
+        (1, 1, "key"), (5, 5, "key"),
+        (0, 1, "model"), (2, 1, "model"), (3, 1, "model"), (4, 5, "model"), (6, 5, "model"),
+    ]
+
+
+def test_auto_both_directions_meet_in_middle():
+    got = steps(plan_shot(8, [1, 6], "auto"))
+    assert got == [
+        (1, 1, "key"), (6, 6, "key"),
+        (2, 1, "model"), (3, 2, "model"), (7, 6, "model"),  # 3 is a tie (2 vs 3): forward
+        (5, 6, "model"), (4, 5, "model"), (0, 1, "model"),
+    ]
+
+
+def test_holds_become_copies_in_the_direction_of_travel():
+    holds = [False, False, True, False, False, True]
+    assert steps(plan_shot(6, [0], "chain", holds)) == [
+        (0, 0, "key"), (1, 0, "model"), (2, 1, "copy"), (3, 2, "model"), (4, 3, "model"), (5, 4, "copy"),
+    ]
+    # backwards from key 5: frame 4 is coloured from 5 ("copy" iff holds[5]), 1 from 2 iff holds[2]
+    assert steps(plan_shot(6, [5], "auto", holds)) == [
+        (5, 5, "key"), (4, 5, "copy"), (3, 4, "model"), (2, 3, "model"), (1, 2, "copy"), (0, 1, "model"),
+    ]
+    assert steps(plan_shot(4, [0], "anchor", [False, True, True, False])) == [
+        (0, 0, "key"), (1, 0, "copy"), (2, 1, "copy"), (3, 0, "model"),
+    ]
+
+
+def test_every_ref_precedes_its_target():
+    rng = np.random.default_rng(0)
+    for mode in ("chain", "anchor", "auto"):
+        for _ in range(20):
+            n = int(rng.integers(1, 30))
+            keys = sorted(set(rng.integers(0, n, size=int(rng.integers(1, 4))).tolist()))
+            plan = plan_shot(n, keys, mode, rng.random(n) < 0.3)
+            done: set[int] = set()
+            for s in plan:
+                assert s.kind == "key" or s.ref in done, (mode, keys, s)
+                done.add(s.target)
+            assert done == set(range(n))
+
+
+def test_plan_errors():
+    with pytest.raises(ValueError, match="mode"):
+        plan_shot(3, [0], "sideways")
+    with pytest.raises(ValueError, match="at least one keyframe"):
+        plan_shot(3, [], "chain")
+    with pytest.raises(ValueError, match="outside"):
+        plan_shot(3, [3], "chain")
+
+
+def test_model_size_keeps_aspect_and_multiple():
+    assert model_size(480, 640, 256, 8) == (256, 344)
+    assert model_size(64, 64, 64, 8) == (64, 64)
+    h, w = model_size(1080, 1920, 256, 32)
+    assert h % 32 == 0 and w % 32 == 0 and abs(w / h - 16 / 9) < 0.1
+
+
+class ShiftSystem(ColorizationSystem):
+    """Test system: the reference colour, darkened a little (so chains are visible)."""
+
+    system = "test-shift"
+    trainable = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def forward(self, s_p, c_p, s_n):
+        self.calls.append(c_p.shape[0])
+        return c_p * 0.9
+
+
+def _shot(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = np.full((size, size), 255, np.uint8)
+        x = int(rng.integers(2, size - 2))
+        img[:, x] = 0
+        out.append(img)
+    return out
+
+
+def test_colorize_shot_chain_holds_and_keys():
+    lineart = _shot(5)
+    lineart[3] = lineart[2].copy()
+    key = np.full((32, 32, 3), 200, np.uint8)
+    cfg = ColorizeConfig(mode="chain", image_size_px=32, multiple_of=8)
+    frames, stats, conf = colorize_shot(ShiftSystem(), lineart, {0: key}, cfg, holds=[False, False, False, True, False])
+    assert len(frames) == 5
+    np.testing.assert_array_equal(frames[0], key)
+    assert frames[3] is frames[2] or np.array_equal(frames[3], frames[2])
+    assert (stats["colorized"], stats["copied"], stats["key"]) == (3, 1, 1)
+    # chained darkening on paper pixels: 200 -> 180 -> 162 ; frame 4 from copied frame 3 -> 146
+    paper = lineart[4] == 255
+    assert abs(int(frames[4][paper][:, 0].max()) - 146) <= 1
+    assert set(conf) == {1, 2, 3, 4}  # proxy confidence for model frames + the copy
+
+
+def test_lockstep_batches_one_frame_per_shot_and_matches_single_runs():
+    cfg = ColorizeConfig(mode="chain", image_size_px=32, multiple_of=8)
+    key = np.full((32, 32, 3), 120, np.uint8)
+    lens = [4, 6, 3]
+    sys_ = ShiftSystem()
+    shots = [ShotColorizer(_shot(n, seed=i), {0: key}, cfg, name=f"s{i}") for i, n in enumerate(lens)]
+    done: list[str] = []
+    stats = LockstepScheduler(sys_, batch_size=3, pad_batches=False).run(shots, lambda s: done.append(s.name))
+    assert sorted(done) == ["s0", "s1", "s2"]
+    assert stats.model_frames == sum(n - 1 for n in lens)
+    assert sys_.calls[0] == 3 and max(sys_.calls) <= 3  # first call: one frame of each shot
+    assert stats.model_calls == max(lens) - 1
+    for i, n in enumerate(lens):
+        single, _, _ = colorize_shot(ShiftSystem(), _shot(n, seed=i), {0: key}, cfg)
+        for a, b in zip(single, [shots[i].frames[t] for t in range(n)], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_lockstep_pads_and_refills_with_threads():
+    cfg = ColorizeConfig(mode="anchor", image_size_px=32, multiple_of=8)
+    key = np.full((32, 32, 3), 90, np.uint8)
+    shots = [ShotColorizer(_shot(5, seed=i), {0: key}, cfg) for i in range(5)]
+    sys_ = ShiftSystem()
+    st = LockstepScheduler(sys_, batch_size=4, max_active_shots=2, finalize_threads=2).run(iter(shots))
+    assert set(sys_.calls) == {4}  # always padded to B
+    assert st.model_frames == 5 * 4 and st.shots == 5
+    assert all(len(s.frames) == 5 for s in shots)
+
+
+def test_model_confidence_is_used_when_given():
+    class Conf(ShiftSystem):
+        def forward_with_confidence(self, s_p, c_p, s_n):
+            return self(s_p, c_p, s_n), torch.full_like(s_n, 0.25)
+
+    frames, stats, conf = colorize_shot(Conf(), _shot(3), {0: np.zeros((32, 32, 3), np.uint8)}, ColorizeConfig(image_size_px=32))
+    assert stats["confidence"] == pytest.approx(0.25, abs=1e-3)
+    assert stats["flagged"] == [1, 2]
+    assert int(conf[1].max()) == 64

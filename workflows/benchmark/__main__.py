@@ -1,0 +1,26 @@
+"""Run a benchmark: ``python -m workflows.benchmark {model,ingest,train,colorize} [options]``.
+
+Each sub-benchmark lives in its own module with ``main(argv) -> int``; ``model`` and the
+single-process parts of ``train``/``colorize`` import no Ray, so they run on a bare GPU machine
+with ``PYTHONPATH=. python -m workflows.benchmark model --device cuda``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ("model", "ingest", "train", "colorize")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: python -m workflows.benchmark {{{','.join(BENCHMARKS)}}} [options]", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"workflows.benchmark.{argv[0]}")
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
