@@ -1,15 +1,16 @@
 """The paper's evaluation protocol (LCMFTN §4.2; DESIGN §6), shared by validation and evaluate.
 
 From each test shot and for each stride S in {1, 5, 10}: take 5 frames t0, t0+S, ..., t0+4S
-(seeded t0, ``lcmftn.data.pairs.sample_eval_sequences``); frame 0 is the colour reference and
+(seeded t0; chosen by ``lcmftn.data.dataset.eval_sequences``, the one rule shared with the
+data side and the evaluate job); frame 0 is the colour reference and
 frames 1-4 are each predicted from it: ``c_k = G(S_0, C_0, S_k)``. PSNR and SSIM (RGB in [0, 1],
 ``lcmftn.metrics``) are reported per stride and position (interval iv = k*S). Sequences with a
 target frame unchanged from the reference are dropped by the sampler. The copy-reference
 baseline (predict C_0 for every target) is accumulated alongside, so every table carries the
 figure a model must beat.
 
-Frames are centre-cropped to a square and resized to ``image_size_px`` (a multiple of the
-model's divisor), the same geometry as the training crops.
+Frames are resized (short side) to ``image_size_px`` and centre-cropped to a square
+(``lcmftn.data.dataset.fit_and_crop``), the same geometry as the training crops.
 
 Shapes: T = frames in a shot, K = frames per sequence (5), S = image_size_px.
 Totals are plain sums + counts so data-parallel workers can add them (``EvalTotals.add``).
@@ -20,85 +21,46 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
 from lcmftn import metrics
-from lcmftn.data.pairs import sample_eval_sequences
+from lcmftn.data.dataset import EvalSequenceDataset, ShotClip
 
 NUM_FRAMES = 5
 """Frames per evaluation sequence: the reference + 4 targets."""
 
 
 @dataclass(frozen=True)
-class EvalShot:
-    """One held-out shot in memory: colour ``uint8 [T, H, W, 3]``, line art ``uint8 [T, H, W]``."""
-
-    shot_id: str
-    color: np.ndarray
-    lineart: np.ndarray
-
-
-@dataclass(frozen=True)
-class EvalSequence:
-    """K frames of one shot at one stride, already cropped/resized and as float tensors."""
+class EvalClip:
+    """K frames of one evaluation sequence, centre-cropped to ``S`` px, as float tensors."""
 
     shot_id: str
     stride: int
-    frames: tuple[int, ...]
+    frames: tuple[int, ...]  # frame indices in the film
     color: torch.Tensor  # [K, 3, S, S] in [0, 1]
     lineart: torch.Tensor  # [K, 1, S, S] in [0, 1]
 
 
-def square_resize(img: np.ndarray, size_px: int) -> np.ndarray:
-    """Centre-crop to a square (short side) and resize to ``size_px`` (area filter)."""
-    h, w = img.shape[:2]
-    side = min(h, w)
-    y0, x0 = (h - side) // 2, (w - side) // 2
-    crop = img[y0:y0 + side, x0:x0 + side]
-    if side == size_px:
-        return np.ascontiguousarray(crop)
-    interp = cv2.INTER_AREA if side > size_px else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size_px, size_px), interpolation=interp)
+def load_eval_clips(shots: Sequence[ShotClip], strides_frames: Sequence[int], image_size_px: int,
+                    seed: int = 1234, max_sequences_per_stride: int = 0) -> list[EvalClip]:
+    """The protocol's sequences of ``shots`` (held-out shots of a dataset) loaded as tensors.
 
-
-def _unchanged_fn(lineart: np.ndarray, threshold: float = 0.5) -> Callable[[int, int], bool]:
-    """``unchanged(a, b)``: the two line-art frames differ by less than ``threshold`` grey levels."""
-
-    def unchanged(a: int, b: int) -> bool:
-        diff = np.abs(lineart[a].astype(np.int16) - lineart[b].astype(np.int16))
-        return float(diff.mean()) < threshold
-
-    return unchanged
-
-
-def build_eval_sequences(shots: Iterable[EvalShot], strides_frames: Sequence[int],
-                         image_size_px: int, seed: int = 1234,
-                         max_sequences_per_stride: int = 0) -> list[EvalSequence]:
-    """One seeded sequence per (shot, stride) where the shot is long enough (DESIGN §6)."""
-    per_stride: dict[int, list[EvalSequence]] = {s: [] for s in strides_frames}
-    for shot_index, shot in enumerate(shots):
-        n = int(shot.color.shape[0])
-        if shot.lineart.shape[0] != n:
-            raise ValueError(f"{shot.shot_id}: {n} colour frames but {shot.lineart.shape[0]} line-art frames")
-        for stride in strides_frames:
-            cap = max_sequences_per_stride
-            if cap and len(per_stride[stride]) >= cap:
-                continue
-            idx = sample_eval_sequences(n, stride, num_frames=NUM_FRAMES,
-                                        seed=seed + 7919 * shot_index + stride,
-                                        unchanged=_unchanged_fn(shot.lineart))
-            if not idx:
-                continue
-            color = np.stack([square_resize(shot.color[i], image_size_px) for i in idx])
-            line = np.stack([square_resize(shot.lineart[i], image_size_px) for i in idx])
-            per_stride[stride].append(EvalSequence(
-                shot_id=shot.shot_id, stride=stride, frames=tuple(int(i) for i in idx),
-                color=torch.from_numpy(color).permute(0, 3, 1, 2).float().div(255.0),  # [K,3,S,S]
-                lineart=torch.from_numpy(line)[:, None].float().div(255.0),  # [K,1,S,S]
-            ))
-    return [seq for s in strides_frames for seq in per_stride[s]]
+    Which frames form a sequence is decided in ONE place, ``lcmftn.data.dataset.eval_sequences``
+    (seeded per shot and stride; sequences with a held target are dropped); this reads them
+    through ``EvalSequenceDataset`` (centre crop, no augmentation) and caps each stride at
+    ``max_sequences_per_stride`` (0 = all) in shot order."""
+    data = EvalSequenceDataset(shots, image_size_px, strides=tuple(strides_frames),
+                               num_frames=NUM_FRAMES, seed=seed)
+    taken: dict[int, int] = {}
+    out: list[EvalClip] = []
+    for i, seq in enumerate(data.sequences):
+        if max_sequences_per_stride and taken.get(seq.stride, 0) >= max_sequences_per_stride:
+            continue
+        taken[seq.stride] = taken.get(seq.stride, 0) + 1
+        item = data[i]
+        out.append(EvalClip(seq.shot_id, seq.stride, seq.frames, item["color"], item["lineart"]))
+    return out
 
 
 @dataclass
@@ -130,14 +92,14 @@ class EvalTotals:
         return out
 
 
-def _batches(seqs: Sequence[EvalSequence], batch_size: int) -> Iterable[Sequence[EvalSequence]]:
+def _batches(seqs: Sequence[EvalClip], batch_size: int) -> Iterable[Sequence[EvalClip]]:
     for i in range(0, len(seqs), batch_size):
         yield seqs[i:i + batch_size]
 
 
 @torch.no_grad()
 def evaluate_sequences(system: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-                       sequences: Sequence[EvalSequence], device: torch.device | str = "cpu",
+                       sequences: Sequence[EvalClip], device: torch.device | str = "cpu",
                        batch_size: int = 8, autocast_dtype: torch.dtype | None = None) -> EvalTotals:
     """Predict frames 1..K-1 of every sequence from frame 0 and accumulate PSNR/SSIM per
     (stride, position), with the copy-reference baseline alongside."""

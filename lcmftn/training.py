@@ -36,7 +36,7 @@ from torch import nn
 
 from lcmftn import checkpoint as ckpt_io
 from lcmftn import losses
-from lcmftn.evaluation import EvalSequence, EvalTotals, evaluate_sequences, sample_grid
+from lcmftn.evaluation import EvalClip, EvalTotals, evaluate_sequences, sample_grid
 from lcmftn.models import registry
 from lcmftn.recipes import TrainConfig, flatten_config
 
@@ -232,7 +232,7 @@ def run_epoch(state: TrainState, batches: Iterable[Mapping[str, torch.Tensor]],
     return EpochStats(steps, samples, seconds, {k: v / max(steps, 1) for k, v in sums.items()})
 
 
-def validate(state: TrainState, sequences: Sequence[EvalSequence], batch_size: int = 8) -> EvalTotals:
+def validate(state: TrainState, sequences: Sequence[EvalClip], batch_size: int = 8) -> EvalTotals:
     """Paper-protocol totals for this process's share of the validation sequences."""
     gen = state.bare_generator
     gen.eval()
@@ -242,7 +242,7 @@ def validate(state: TrainState, sequences: Sequence[EvalSequence], batch_size: i
     return totals
 
 
-def sample_grid_for(state: TrainState, sequences: Sequence[EvalSequence], rows: int) -> Any:
+def sample_grid_for(state: TrainState, sequences: Sequence[EvalClip], rows: int) -> Any:
     """S_p | C_p | S_n | prediction | GT for the first ``rows`` validation sequences (k = 1)."""
     seqs = list(sequences)[:rows]
     if not seqs:
@@ -329,7 +329,7 @@ def _loader(dataset: Any, cfg: TrainConfig, epoch: int, num_workers: int = 0):
 
 
 def train_single_process(cfg: TrainConfig, train_data: Any,
-                         val_data: Sequence[EvalSequence] | None = None, *,
+                         val_data: Sequence[EvalClip] | None = None, *,
                          device: torch.device | str | None = None,
                          checkpoint_dir: str | Path | None = None,
                          on_epoch: Callable[[dict[str, float]], None] | None = None,
@@ -338,7 +338,7 @@ def train_single_process(cfg: TrainConfig, train_data: Any,
     """Train without Ray: the same state/step/epoch code as the Ray worker.
 
     ``train_data`` is a torch ``Dataset`` of pair dicts or an iterable of batches; ``val_data``
-    the evaluation sequences (``lcmftn.evaluation.build_eval_sequences``). When
+    the evaluation sequences (``lcmftn.evaluation.load_eval_clips``). When
     ``checkpoint_dir`` holds a checkpoint the run resumes from it, and a checkpoint is written
     there after every epoch.
     """
