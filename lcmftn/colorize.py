@@ -37,7 +37,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -213,7 +213,14 @@ class ShotColorizer:
             elif st.kind == "copy":
                 self._copy_uses[st.ref] += 1
                 self._uses[st.ref] += 1
-        self._pending = deque(self.steps)
+        # Steps become ready when their reference frame has its colour: index them by reference
+        # so scheduling costs O(1) per step (a plain scan would be O(T^2) on long shots).
+        self._ready: deque[Step] = deque(st for st in self.steps if st.kind == "key")
+        self._by_ref: dict[int, list[Step]] = {}
+        for st in self.steps:
+            if st.kind != "key":
+                self._by_ref.setdefault(st.ref, []).append(st)
+        self._remaining = len(self.steps)  # steps not completed yet
         self._waiting: list[Step] = []  # model steps handed out, not yet completed
         self._futures: list[Future] = []
         self.started_s: float | None = None
@@ -222,31 +229,34 @@ class ShotColorizer:
     # -- scheduling ------------------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return not self._pending and not self._waiting
+        return self._remaining == 0
 
     def ready_model_steps(self, limit: int, executor: ThreadPoolExecutor | None = None) -> list[Step]:
-        """Run every ready key/copy step, then hand out up to ``limit`` ready model steps."""
+        """Run every ready key/copy step, then hand out up to ``limit`` ready model steps
+        (in plan order; the ones over the limit stay ready for the next call)."""
         if self.started_s is None:
             self.started_s = time.perf_counter()
         out: list[Step] = []
-        progressed = True
-        while progressed:
-            progressed = False
-            for st in list(self._pending):
-                if st.kind == "model" and len(out) >= limit:
-                    continue
-                if st.kind != "key" and st.ref not in self._c:
-                    continue
-                self._pending.remove(st)
-                progressed = True
-                if st.kind == "model":
+        held: deque[Step] = deque()
+        while self._ready:
+            st = self._ready.popleft()
+            if st.kind == "model":
+                if len(out) >= limit:
+                    held.append(st)
+                else:
                     out.append(st)
                     self._waiting.append(st)
-                elif st.kind == "key":
-                    self._finish_key(st, executor)
-                else:
-                    self._finish_copy(st, executor)
+            elif st.kind == "key":
+                self._finish_key(st, executor)
+            else:
+                self._finish_copy(st, executor)
+        self._ready = held
         return out
+
+    def _coloured(self, t: int) -> None:
+        """Frame ``t`` has its colour: its dependants become ready; one more step completed."""
+        self._ready.extend(self._by_ref.pop(t, ()))
+        self._remaining -= 1
 
     def batch_inputs(self, st: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(s_p [1,h,w], c_p [3,h,w], s_n [1,h,w]) of a model step."""
@@ -268,6 +278,7 @@ class ShotColorizer:
         lineart = self.lineart[st.target]
         self._emit(st.target, "model", lambda: guided_upsample(rgb_small, lineart, self.cfg.upsample), executor)
         self._release(st.ref)
+        self._coloured(st.target)
 
     def wait(self) -> None:
         """Block until every frame of the shot reached the sink."""
@@ -291,6 +302,7 @@ class ShotColorizer:
         self._c[st.target] = color_to_tensor(key, self.size_hw)
         self._record(st, 1.0, 0.0)
         self._emit(st.target, "key", lambda: key, executor)
+        self._coloured(st.target)
 
     def _finish_copy(self, st: Step, executor: ThreadPoolExecutor | None) -> None:
         src = self.infos[st.ref]
@@ -302,6 +314,7 @@ class ShotColorizer:
         self._emit(st.target, "copy", (full.result if isinstance(full, Future) else lambda: full), executor)
         self._copy_uses[st.ref] -= 1
         self._release(st.ref)
+        self._coloured(st.target)
 
     def _emit(self, t: int, kind: str, make: Callable[[], np.ndarray], executor: ThreadPoolExecutor | None) -> None:
         def task() -> np.ndarray:
@@ -316,6 +329,11 @@ class ShotColorizer:
         # executor is FIFO, so it is already running or done: no deadlock.
         result: Future | np.ndarray = executor.submit(task) if executor is not None else task()
         if isinstance(result, Future):
+            # NOTE: a finished future holds its full-resolution frame: drop finished ones (their
+            # errors surface here) so a long shot does not keep every frame in memory.
+            for f in [f for f in self._futures if f.done()]:
+                f.result()
+                self._futures.remove(f)
             self._futures.append(result)
         if self._copy_uses[t] > 0:
             self._full[t] = result
@@ -396,6 +414,14 @@ class LockstepScheduler:
         self, shots: Iterable[ShotColorizer], on_shot_done: Callable[[ShotColorizer], None] | None = None
     ) -> SchedulerStats:
         """Colour every shot; ``on_shot_done(shot)`` is called once all its frames reached its sink."""
+        for sh in self.iter_run(shots):
+            if on_shot_done is not None:
+                on_shot_done(sh)
+        return self.stats
+
+    def iter_run(self, shots: Iterable[ShotColorizer]) -> Iterator[ShotColorizer]:
+        """Colour every shot, yielding each one as soon as all its frames reached its sink
+        (so a caller can stream finished shots out, e.g. a Ray generator method)."""
         queue = iter(shots)
         active: list[ShotColorizer] = []
         executor = ThreadPoolExecutor(self.finalize_threads) if self.finalize_threads > 0 else None
@@ -425,12 +451,10 @@ class LockstepScheduler:
                     sh.wait()
                     active.remove(sh)
                     self.stats.shots += 1
-                    if on_shot_done is not None:
-                        on_shot_done(sh)
+                    yield sh
         finally:
             if executor is not None:
                 executor.shutdown(wait=True)
-        return self.stats
 
     def _run_batch(self, batch: list[tuple[ShotColorizer, Step]], executor: ThreadPoolExecutor | None) -> None:
         sizes = {sh.size_hw for sh, _ in batch}

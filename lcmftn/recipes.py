@@ -83,6 +83,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     val: ValConfig = field(default_factory=ValConfig)
+    e_i_weights: str = ""
+    """LCMFTN only: safetensors weights of the frozen sketch network E_I; "" = E_I off."""
     augment: bool = True
     """Random crop and horizontal flip of the pair (same transform for all four images)."""
     tcvc_blank_prob: float = 0.5

@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,8 @@ def build_train_state(cfg: TrainConfig, device: torch.device | str = "cpu",
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
-    generator = registry.build_generator(cfg.system, cfg.model_size).to(device)
+    overrides = {"e_i_weights": cfg.e_i_weights} if cfg.e_i_weights else {}  # LCMFTN only
+    generator = registry.build_generator(cfg.system, cfg.model_size, **overrides).to(device)
     if not getattr(generator, "trainable", True):
         raise ValueError(f"system {cfg.system!r} has nothing to train")
     discriminator = registry.build_discriminator(cfg.system, cfg.model_size)
@@ -115,12 +116,38 @@ def build_train_state(cfg: TrainConfig, device: torch.device | str = "cpu",
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=o.lr * ratio,
                                  betas=(o.beta1, o.beta2))
     if wrap is not None:
+        # NOTE: only G is wrapped (DDP). D runs twice per D step (real, fake) and once inside the
+        # G step, which DDP's one-forward-one-backward reducer does not allow; its gradients are
+        # averaged by hand instead (``_average_gradients``) and its initial weights broadcast.
         generator = wrap(generator)
         if discriminator is not None:
-            discriminator = wrap(discriminator)
-    rng = torch.Generator().manual_seed(cfg.seed + 17)
+            _broadcast_parameters(discriminator)
+    rank = torch.distributed.get_rank() if _distributed() else 0
+    rng = torch.Generator().manual_seed(cfg.seed + 17 + 1000 * rank)
     return TrainState(cfg, device, generator, discriminator, opt_g, opt_d, g_loss,
                       generator_rng=rng)
+
+
+def _distributed() -> bool:
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
+
+
+def _broadcast_parameters(module: nn.Module) -> None:
+    if _distributed():
+        for t in list(module.parameters()) + list(module.buffers()):
+            torch.distributed.broadcast(t.data, src=0)
+
+
+def _average_gradients(module: nn.Module) -> None:
+    """All-reduce (mean) the gradients of a module that is not DDP-wrapped."""
+    if not _distributed():
+        return
+    world = torch.distributed.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(world)
 
 
 def move_batch(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -160,6 +187,7 @@ def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> dict[str
             fake_logits = state.discriminator(cond, pred.detach())
         d_loss = losses.discriminator_loss(real_logits.float(), fake_logits.float())
         d_loss.backward()
+        _average_gradients(state.discriminator)
         state.opt_d.step()
         out["loss_d"] = float(d_loss.detach())
 
@@ -261,7 +289,7 @@ def sample_grid_for(state: TrainState, sequences: Sequence[EvalClip], rows: int)
 def model_config_dict(state: TrainState) -> dict[str, Any]:
     """Generator config as saved in ``meta.json`` (what ``build_generator_from_config`` reads)."""
     gen = state.bare_generator
-    cfg = getattr(gen, "config", None)
+    cfg = getattr(gen, "config", None) or getattr(gen, "cfg", None)
     if cfg is not None and hasattr(cfg, "__dataclass_fields__"):
         return asdict(cfg)
     return asdict(registry.generator_config(state.cfg.system, state.cfg.model_size))
@@ -319,13 +347,40 @@ class TrainSummary:
     checkpoint_dir: Path | None
 
 
+def epoch_batches(make_loader: Callable[[int], Iterable[Any]], steps: int) -> Iterator[Any]:
+    """Batches of one epoch: one pass of ``make_loader(0)`` when ``steps`` is 0, else exactly
+    ``steps`` batches, re-iterating ``make_loader(1)``, ``make_loader(2)``, ... (fresh shuffles)
+    when one pass is shorter. Raises ``ValueError`` when a pass yields no batch at all."""
+    rep = 0
+    produced = 0
+    while True:
+        empty = True
+        for batch in make_loader(rep):
+            empty = False
+            yield batch
+            produced += 1
+            if steps and produced >= steps:
+                return
+        if empty:
+            raise ValueError("the training data gave no batch (fewer pairs than the batch size?)")
+        if not steps:
+            return
+        rep += 1
+
+
 def _loader(dataset: Any, cfg: TrainConfig, epoch: int, num_workers: int = 0):
-    if isinstance(dataset, torch.utils.data.Dataset):
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    if not isinstance(dataset, torch.utils.data.Dataset):
+        return dataset  # already an iterable of batches (e.g. synthetic tensors)
+
+    def make(rep: int):
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch * 1000 + rep)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1000 + rep)
         return torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size_per_worker,
                                            shuffle=True, drop_last=True, generator=g,
                                            num_workers=num_workers)
-    return dataset  # already an iterable of batches (e.g. synthetic tensors)
+
+    return epoch_batches(make, cfg.steps_per_epoch)
 
 
 def train_single_process(cfg: TrainConfig, train_data: Any,

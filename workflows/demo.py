@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         timings["train"] = time.perf_counter() - t
 
         # 4. Colorize the held-out episode from its line art and one keyframe per shot.
+        import cv2
+
         from lcmftn.data.lineart import extract_lineart
         from lcmftn.data.video import read_frames, write_video
-        import cv2
 
         t = _stage("4/4 colorize (Ray batch inference)")
         color = read_frames(episode / "color.mp4")

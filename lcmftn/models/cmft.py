@@ -54,7 +54,8 @@ def _check_cmft(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> 
 
 def _to_tokens(x: torch.Tensor) -> torch.Tensor:
     B, C, H, W = x.shape
-    return x.flatten(2).transpose(1, 2).unsqueeze(1)  # [B, 1, H*W, C]
+    # NOTE: fused SDPA kernels need stride 1 on the last dim; the transpose alone is a view.
+    return x.flatten(2).transpose(1, 2).unsqueeze(1).contiguous()  # [B, 1, H*W, C]
 
 
 def cmft(
@@ -67,7 +68,16 @@ def cmft(
     q, k, v = _to_tokens(query), _to_tokens(key), _to_tokens(value)  # [B,1,N,C] [B,1,M,C] [B,1,M,Cv]
     # NOTE: SDPA wants one dtype for q, k and v (autocast may hand us a mix).
     k, v = k.to(q.dtype), v.to(q.dtype)
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale)  # [B, 1, N, Cv]
+    # NOTE: the flash kernels (CPU and CUDA) need q, k and v to share the head dim, else SDPA
+    # silently falls back to the math path that materialises the N×M matrix (measured: 2.6 GB
+    # at 128² positions on CPU). Zero-padding q and k adds 0 to every aᵀb; padded value
+    # channels are sliced off. Multiples of 8 keep the CUDA kernels aligned.
+    D = -(-max(q.shape[-1], Cv) // 8) * 8
+    if q.shape[-1] != D:
+        q, k = F.pad(q, (0, D - q.shape[-1])), F.pad(k, (0, D - k.shape[-1]))
+    if Cv != D:
+        v = F.pad(v, (0, D - Cv))
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale)[..., :Cv]  # [B, 1, N, Cv]
     return out.squeeze(1).transpose(1, 2).reshape(B, Cv, H, W)
 
 

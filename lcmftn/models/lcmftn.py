@@ -202,6 +202,11 @@ class LCMFTN(ColorizationSystem):
         out_in = (3 if cfg.cmft3 else 2) * c3
         self.out = nn.Sequential(conv_act(out_in, c3), nn.Conv2d(c3, 3, 3, padding=1))
 
+    @property
+    def config(self) -> LCMFTNConfig:
+        """The config dataclass (what checkpoints store; same as ``cfg``)."""
+        return self.cfg
+
     def train(self, mode: bool = True) -> LCMFTN:
         super().train(mode)
         if self.e_i is not None:
@@ -256,7 +261,9 @@ class LCMFTN(ColorizationSystem):
 
     @torch.no_grad()
     def _confidence(self, q: Tensor, k: Tensor, level: int, c_p: Tensor, size: tuple[int, int]) -> Tensor:
-        rgb = F.interpolate(c_p.float(), size=k.shape[-2:], mode="area").to(q.dtype)
+        rgb = F.interpolate(c_p.float(), size=k.shape[-2:], mode="area")
+        # NOTE: variance is shift-invariant; centring per image avoids E[x²] − E[x]² cancellation.
+        rgb = (rgb - rgb.mean(dim=(2, 3), keepdim=True)).to(q.dtype)
         stats = self.cmfts[level](q, k, torch.cat([rgb, rgb * rgb], 1)).float()  # [B, 6, h, w]
         mean, mean_sq = stats[:, :3], stats[:, 3:]
         std = (mean_sq - mean * mean).clamp_min(0).sum(1, keepdim=True).sqrt()  # [B,1,h,w]
