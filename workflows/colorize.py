@@ -60,6 +60,10 @@ log = logging.getLogger("workflows.colorize")
 FAULT_ENV = "LCMFTN_COLORIZE_FAIL_AFTER_SHOTS"  # test hook: crash the driver after K shots written
 DELAY_ENV = "LCMFTN_COLORIZE_SHOT_DELAY_S"  # test hook: pause after each shot (a window to kill in)
 MARKER_VERSION = 1
+# NOTE: on line art ContentDetector (HSV + edges) finds no cut at all (hue/saturation are 0);
+# HashDetector (perceptual hash distance) found exactly the cuts of the generated films and of
+# the real clip's line art at 120 and 240 px (AdaptiveDetector added a false cut at 120 px).
+LINEART_DETECTOR = "hash"
 
 
 class InjectedFault(RuntimeError):
@@ -313,8 +317,6 @@ class ShotPredictor:
         if settings.get("threads"):  # Ray actors: their CPU share; --local: torch's default
             torch.set_num_threads(max(1, int(settings["threads"])))
         self.settings = dict(settings)
-        if self.settings["device"] == "auto":
-            self.settings["device"] = "cuda" if torch.cuda.is_available() else "cpu"
         with tempfile.TemporaryDirectory(prefix="lcmftn-model-") as tmp:
             for name, data in model_files.items():
                 Path(tmp, name).write_bytes(data)
@@ -372,7 +374,7 @@ class RunSettings:
 
     mode: str = "chain"
     size: int = 256
-    batch_size: int = 1
+    batch_size: int = 0  # 0 = 8 on GPU, 1 on CPU
     holds: bool = True
     borrow_keyframes: bool = False
     actors: int = 0  # 0 = auto
@@ -422,6 +424,25 @@ def plan_jobs(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple[i
     return jobs, left_out
 
 
+def resolve_device(rs: RunSettings) -> str:
+    """``cpu`` or ``cuda``: where the model runs (``auto``: CUDA when this process, or with Ray
+    the cluster, has a GPU). Asking for CUDA where there is none is an error, not a fallback."""
+    if rs.local:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    else:
+        import ray
+
+        from workflows.common import ensure_ray
+
+        ensure_ray()  # 1. attach to the cluster (or start a local one)
+        has_gpu = ray.cluster_resources().get("GPU", 0) >= max(rs.gpus_per_actor, 1e-6)
+    if rs.device == "cuda" and not has_gpu:
+        raise ValueError("--device cuda: " + ("no CUDA device in this process" if rs.local else "the Ray cluster has no GPU"))
+    return "cuda" if has_gpu and rs.device != "cpu" else "cpu"
+
+
 def _split(jobs: list[dict], n: int) -> list[list[dict]]:
     """Longest-first greedy partition of jobs over ``n`` actors by frame count."""
     groups: list[list[dict]] = [[] for _ in range(n)]
@@ -445,14 +466,13 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
 
     from workflows.common import ensure_ray
 
-    ensure_ray()  # 1. attach to the cluster (or start a local one)
+    ensure_ray()  # 1. attach to the cluster (or start a local one); a no-op after resolve_device
     cluster = ray.cluster_resources()
-    gpus = rs.gpus_per_actor if rs.gpus_per_actor > 0 else (1.0 if cluster.get("GPU", 0) >= 1 and rs.device != "cpu" else 0.0)
+    gpus = (rs.gpus_per_actor or 1.0) if settings["device"] == "cuda" else 0.0
     cpus = rs.cpus_per_actor
     n = rs.actors or (int(cluster.get("GPU", 0) // gpus) if gpus else int(max(1, cluster.get("CPU", 1) // max(cpus, 1e-3))))
     groups = _split(jobs, max(1, min(n, len(jobs))))
-    actor_settings = dict(settings, threads=max(1, int(cpus)), device="cuda" if gpus else "cpu",
-                          finalize_threads=2 if gpus else 0)
+    actor_settings = dict(settings, threads=max(1, int(cpus)), finalize_threads=2 if gpus else 0)
     files_ref = ray.put(model_files)  # 2. the checkpoint travels once through the object store
     Actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(ShotPredictor)
     actors = [Actor.remote(files_ref, actor_settings) for _ in groups]
@@ -505,12 +525,13 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
     cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
                          low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction)
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
-    settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": rs.batch_size,
-                "device": rs.device, "amp": rs.amp}
-    # NOTE: the fingerprint holds the batch size and device kind: padded batches make results
+    device = resolve_device(rs)
+    batch_size = rs.batch_size or (8 if device == "cuda" else 1)
+    settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": batch_size,
+                "device": device, "amp": rs.amp}
+    # NOTE: the fingerprint holds the batch size and device: padded batches make results
     # independent of batch *composition*, not of the batch size or the hardware.
-    device_kind = "cuda" if (rs.device == "cuda" or rs.gpus_per_actor > 0) else rs.device
-    common_fp = _hash(model_files["model.safetensors"], json.dumps(settings, sort_keys=True), device_kind, str(MARKER_VERSION))
+    common_fp = _hash(model_files["model.safetensors"], json.dumps(settings, sort_keys=True), str(MARKER_VERSION))
     jobs, records = plan_jobs(ep, keyframes, shots, rs, common_fp)
     for r in records:
         log.warning("shot %s left out: %s", r["id"], r["reason"])
@@ -554,7 +575,7 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
     records.sort(key=lambda r: r["start"])
     done = {r["id"] for r in records if r["status"] == "done"}
     n_video = out.write_video("episode.mp4", _episode_frames(ep, out, shots, done), ep.fps)
-    report = rpt.summarize(job_info | {"mode": rs.mode, "size": rs.size, "batch_size": rs.batch_size,
+    report = rpt.summarize(job_info | {"mode": rs.mode, "size": rs.size, "batch_size": batch_size, "device": device,
                                        "model_size_hw": list(model_size(*ep.size_hw, rs.size, cfg.multiple_of)),
                                        "system": meta.get("system"), "fps": ep.fps},
                            records, warnings, errors,
@@ -597,7 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keyframe-size", choices=("resize", "reject"), default="resize",
                    help="keyframes of another size: resize (same aspect, with a warning) or reject")
     p.add_argument("--no-holds", action="store_true", help="run the model on held drawings too (benchmarks)")
-    p.add_argument("--detector", default="content")
+    p.add_argument("--detector", default=None,
+                   help="shot detector (lcmftn.data.shots.DETECTORS; default: hash on line art, "
+                        "content on colour: ContentDetector's HSV change misses cuts between line-art frames)")
     p.add_argument("--threshold", type=float)
     p.add_argument("--fps", type=float, help="frame rate of an image-folder input (default 24)")
     p.add_argument("--actors", type=int, default=0, help="Ray actors (0 = one per GPU, else one per CPU)")
@@ -613,8 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
-    gpu = args.device == "cuda" or args.gpus_per_actor > 0
-    return RunSettings(mode=args.mode, size=args.size, batch_size=args.batch_size or (8 if gpu else 1),
+    return RunSettings(mode=args.mode, size=args.size, batch_size=args.batch_size,
                        holds=not args.no_holds, borrow_keyframes=args.borrow_keyframes, actors=args.actors,
                        cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                        device=args.device, amp=args.amp, local=args.local, flag_fraction=args.flag_fraction)
@@ -672,7 +694,7 @@ def _run_lineart(args: argparse.Namespace, rs: RunSettings, model_files: dict[st
     ep = read_lineart(la_path, args.fps)
     keys, warnings, errors = read_keyframes(stage(args.refs, work, "refs"), len(ep.lineart), ep.size_hw, args.keyframe_size)
     detect_src: Path | list[np.ndarray] = la_path if not ep.unreadable else [cv2.cvtColor(f, cv2.COLOR_GRAY2RGB) for f in ep.lineart]
-    shots = load_shots(args.shots, len(ep.lineart), detect_src, args.detector, args.threshold)
+    shots = load_shots(args.shots, len(ep.lineart), detect_src, args.detector or LINEART_DETECTOR, args.threshold)
     job = {"lineart": args.lineart, "refs": args.refs, "model": args.model, "out": args.out}
     report = run_episode(ep, keys, shots, args.out, model_files, rs, job, warnings, errors)
     return {"out": args.out, **report["totals"]}
@@ -722,7 +744,7 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
         raise ValueError(f"--from-color {args.from_color}: no frames")
     lcfg = LineArtConfig(method=args.lineart_method)
     ep = Episode([extract_lineart(f, lcfg) for f in color], float(args.fps or probe_video(src).fps), str(src))
-    shots = load_shots(args.shots, len(color), src, args.detector, args.threshold)
+    shots = load_shots(args.shots, len(color), src, args.detector or "content", args.threshold)
     keys = {s: color[s] for s, _ in shots}
     evaluation: dict = {"source": args.from_color, "lineart_method": args.lineart_method,
                         "keyframes": "first frame of each shot", "modes": {}, "plot": "drift.png"}

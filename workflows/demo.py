@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             from infra.local.seaweedfs import LocalS3
 
             s3 = stack.enter_context(LocalS3(out / "seaweedfs"))
-            os.environ.update(s3.env)
+            os.environ.update(s3.env())
             store = s3.uri  # s3.uri("a", "b") -> s3://bucket/a/b
         else:
             def store(*parts: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +55,13 @@ class RankZeroTracker:
             from lcmftn.integrations import tracking
 
             tracking.log_image(self.run_id, grid, f"samples/epoch_{epoch:04d}.png", self.uri)
+
+
+def _say(line: str) -> None:
+    # NOTE: not print(): Train V2 patches print() into its logger, which the driver then shows
+    # twice (stdout and stderr). Ray forwards a worker's stdout to the driver once.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _gather(obj: Any) -> list[Any]:
@@ -137,9 +145,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     tracker.every = cfg.log_every_steps
     if rank == 0:
         what = f"resumed at epoch {start_epoch}" if checkpoint is not None else "started"
-        print(f"[train] {what}: {len(pairs)} training pairs from {len(train_shots)} shots, "
-              f"{len(clips)} validation sequences from {len(val_shots)} shots, "
-              f"{world} worker(s) on {device}", flush=True)
+        _say(f"[train] {what}: {len(pairs)} training pairs from {len(train_shots)} shots, "
+             f"{len(clips)} validation sequences from {len(val_shots)} shots, "
+             f"{world} worker(s) on {device}")
     before_step = _fault_hook(config.get("fault"), rank)
 
     while state.epoch < cfg.epochs:
@@ -172,7 +180,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             tracker.log_metrics({("epoch/" + k if not k.startswith("val/") else k): v
                                  for k, v in row.items()
                                  if k not in ("epoch", "step", "start_epoch")}, state.step)
-            print("[train] " + training.format_epoch_line(row, cfg.epochs), flush=True)
+            _say("[train] " + training.format_epoch_line(row, cfg.epochs))
         # 4. Report (a barrier on every rank); rank 0 attaches the checkpoint.
         name = f"epoch{state.epoch:04d}-step{state.step:07d}-{int(time.time())}"
         if rank == 0:

@@ -155,4 +155,5 @@ def normalize_lineart(img: np.ndarray, alpha_min_transparent_fraction: float = 0
     dist = np.abs(img.astype(np.int16) - paper).max(axis=2)  # [H,W], 0..255
     far = int(np.maximum(paper, 255 - paper).max())  # largest distance a colour can have
     ink = dist.astype(np.float32) * (255.0 / max(far, 1))
-    return (255 - np.clip(ink + 0.5, 0, 255)).astype(np.uint8)
+    # NOTE: round the ink first (255 - (ink + 0.5) truncated would turn paper into 254)
+    return 255 - np.clip(ink + 0.5, 0, 255).astype(np.uint8)

@@ -64,6 +64,8 @@ class FilmConfig:
     aspect: width / height (1.0 = square frames).
     fps: frames per second written to the video.
     num_shots: number of shots (hard cuts between them).
+    seconds: when set, overrides ``num_shots`` with ``max(1, round(seconds * fps / shot_frames))``
+        (the film lasts about that long).
     shot_frames: mean shot length in frames.
     shot_frames_jitter: shot lengths are uniform in ``shot_frames * [1-j, 1+j]`` (0 = all equal).
     num_characters: characters in each shot (taken from a cast of ``cast_size``).
@@ -81,6 +83,7 @@ class FilmConfig:
     aspect: float = 1.0
     fps: float = 24.0
     num_shots: int = 8
+    seconds: float | None = None
     shot_frames: int = 48
     shot_frames_jitter: float = 0.0
     num_characters: int = 2
@@ -93,6 +96,10 @@ class FilmConfig:
     prop_prob: float = 0.4
 
     def __post_init__(self) -> None:
+        if self.seconds is not None:
+            if self.seconds <= 0 or self.fps <= 0 or self.shot_frames < 2:
+                raise ValueError(f"seconds, fps must be > 0 and shot_frames >= 2, got {self.seconds}")
+            object.__setattr__(self, "num_shots", max(1, round(self.seconds * self.fps / self.shot_frames)))
         if self.size < 16:
             raise ValueError(f"size must be >= 16 px, got {self.size}")
         if self.num_shots < 1 or self.shot_frames < 2:

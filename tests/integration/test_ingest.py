@@ -202,3 +202,37 @@ def test_s3_ingest_resume_and_bad_object(ray_local, s3_env, films):
     summary = ingest.run_ingest([f"{base}/films/alpha.mp4", f"{base}/films/beta.mp4"], out,
                                 ingest.IngestConfig(size_px=SIZE))  # fmt: skip
     assert (summary["ok"], summary["skipped"], summary["failed"]) == (2, 2, 0)
+
+
+def test_ray_dataset_readers(ray_local, films, tmp_path):
+    from lcmftn.data.pairs import WindowConfig
+    from workflows.data import read_frames_dataset, read_pair_dataset
+
+    out = str(tmp_path / "ds")
+    alpha = films["good"]["alpha"]
+    assert ingest.run_ingest([str(alpha[0])], out, ingest.IngestConfig(size_px=SIZE))["ok"] == 1
+    # a shard on storage that the manifest does not list is never read
+    stray = Path(out) / "frames" / "ghost" / "v" / "part-00000.parquet"
+    stray.parent.mkdir(parents=True)
+    committed = json.loads((Path(out) / MANIFEST_NAME).read_text())["films"]["alpha"]["shards"][0]
+    stray.write_bytes((Path(out) / committed).read_bytes())
+    frames = read_frames_dataset(out)
+    assert frames.count() == alpha[1]["frames"]
+    assert set(frames.unique("film")) == {"alpha"}
+
+    window = WindowConfig(width_frames=6, stride_frames=3)
+    pairs = read_pair_dataset(out, window, image_size_px=48, augment=True, seed=1).take_all()
+    expected = sum(len(sample_pairs(s, window)) for s in load_frames(out))
+    assert len(pairs) == expected > 0
+    row = pairs[0]
+    assert row["s_p"].shape == (1, 48, 48) and row["c_n"].shape == (3, 48, 48)
+    assert row["c_p"].dtype == np.float32 and 0.0 <= row["c_p"].min() and row["c_p"].max() <= 1.0
+    assert row["frame_n"] - row["frame_p"] <= window.width_frames - 1
+    shot_of = {int(s.frames[i]): s.shot_id for s in load_frames(out) for i in range(len(s))}
+    assert all(shot_of[r["frame_p"]] == shot_of[r["frame_n"]] == r["shot_id"] for r in pairs)
+
+
+def sample_pairs(shot, window):
+    from lcmftn.data.pairs import sample_window_pairs
+
+    return sample_window_pairs(len(shot), window, holds=shot.holds)

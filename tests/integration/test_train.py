@@ -28,54 +28,85 @@ def _summary(capsys) -> dict:
     return json.loads(lines[-1])
 
 
-def test_two_worker_smoke_on_s3_tracked_in_mlflow_then_resumed(ray_local, s3_env, mlflow_client,
-                                                                dataset, capsys, tmp_path):
+@pytest.fixture(scope="module")
+def s3_run(ray_local, local_s3, dataset, tmp_path_factory):
+    """One 2-worker smoke training reading from and checkpointing to SeaweedFS, tracked in a
+    fresh sqlite MLflow store; yields (summary, argv, tracking URI)."""
+    import contextlib
+    import io
+
+    mp = pytest.MonkeyPatch()
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    for k, v in {**local_s3.env(), "MLFLOW_TRACKING_URI": uri}.items():
+        mp.setenv(k, v)
+    data_uri = local_s3.uri("datasets", "train-it")
+    upload_dir(dataset, data_uri)
+    argv = ["--data", data_uri, "--recipe", "smoke", "--workers", "2",
+            "--storage", local_s3.uri("runs"), "--run-name", "smoke-s3",
+            "--experiment", "it-train", "--register-as", "lcmftn-it"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert train.main(argv) == 0
+    lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("{")]
+    yield json.loads(lines[-1]), argv, uri
+    mp.undo()
+
+
+def test_two_worker_smoke_on_s3_tracked_in_mlflow(s3_run, local_s3, tmp_path):
+    from mlflow import MlflowClient
+
     from lcmftn import checkpoint as ckpt_io
     from lcmftn.integrations import storage, tracking
 
-    data_uri = s3_env.uri("datasets", "train-it")
-    upload_dir(dataset, data_uri)
-    runs_uri = s3_env.uri("runs")
-    argv = ["--data", data_uri, "--recipe", "smoke", "--workers", "2", "--storage", runs_uri,
-            "--run-name", "smoke-s3", "--experiment", "it-train", "--register-as", "lcmftn-it"]
-    assert train.main(argv) == 0
-    s = _summary(capsys)
+    s, argv, uri = s3_run
+    client = MlflowClient(uri)
+    data_uri, runs_uri = argv[1], argv[7]
     assert s["epoch"] == 2 and s["step"] == 6 and s["start_epoch"] == 0 and s["workers"] == 2
     assert s["checkpoint"].startswith(runs_uri + "/smoke-s3/epoch0002")
-    ckpt_files = storage.list_uris(s["checkpoint"])
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in local_s3.env().items():
+            mp.setenv(k, v)
+        ckpt_files = storage.list_uris(s["checkpoint"])
     assert any(u.endswith("model/model.safetensors") for u in ckpt_files), ckpt_files
     assert any(u.endswith("train_state.pt") for u in ckpt_files)
     assert 0 < s["val_psnr"] < 60 and s["copyref_psnr"] > 0
 
-    run = mlflow_client.get_run(s["run_id"])
+    run = client.get_run(s["run_id"])
     params = run.data.params
     assert params["optim.lr"] == "0.0001" and params["window.width_frames"] == "8"
     assert params["data.uri"] == data_uri and params["data.version"] == "it-v1"
     assert params["data.manifest_uri"] == data_uri + "/manifest.json"
     assert params["vgg_source"].startswith("random init") and params["e_i_source"].startswith("off")
     assert params["cluster.workers"] == "2" and len(params["git_commit"]) >= 7
-    steps = [m.step for m in mlflow_client.get_metric_history(s["run_id"], "train/loss")]
+    steps = [m.step for m in client.get_metric_history(s["run_id"], "train/loss")]
     assert steps == [1, 2, 3, 4, 5, 6]  # rank 0 only: one value per step, not one per worker
-    assert len(mlflow_client.get_metric_history(s["run_id"], "val/psnr")) == 2
+    assert len(client.get_metric_history(s["run_id"], "val/psnr")) == 2
     assert "epoch/samples_per_s" in run.data.metrics and "val/psnr/s1_k1" in run.data.metrics
-    samples = [a.path for a in mlflow_client.list_artifacts(s["run_id"], "samples")]
+    samples = [a.path for a in client.list_artifacts(s["run_id"], "samples")]
     assert samples == ["samples/epoch_0001.png", "samples/epoch_0002.png"]
 
     assert s["model_uri"] == "models:/lcmftn-it/1"
-    version = mlflow_client.get_model_version("lcmftn-it", "1")
+    version = client.get_model_version("lcmftn-it", "1")
     assert version.run_id == s["run_id"] and version.tags["system"] == "lcmftn"
     assert version.tags["image_size_px"] == "32"
-    local = tracking.resolve_model_uri(s["model_uri"], tmp_path / "fetched")
-    model, meta = ckpt_io.load_checkpoint(local)
+    local = tracking.resolve_model_uri(s["model_uri"], tmp_path / "fetched", tracking_uri=uri)
+    _model, meta = ckpt_io.load_checkpoint(local)
     assert meta["system"] == "lcmftn" and meta["extra"]["epoch"] == 2
 
-    # The same run name again, asked for one more epoch: Train V2 restores the run and
-    # training continues after epoch 2 in the same MLflow run.
+
+def test_rerun_with_the_same_name_resumes(s3_run, local_s3, monkeypatch, capsys):
+    # The same run name again, asked for one more epoch: Train V2 restores the run from its
+    # storage folder and training continues after epoch 2, in the same MLflow run.
+    from mlflow import MlflowClient
+
+    s, argv, uri = s3_run
+    for k, v in {**local_s3.env(), "MLFLOW_TRACKING_URI": uri}.items():
+        monkeypatch.setenv(k, v)
     assert train.main([*argv, "--set", "epochs=3"]) == 0
     r = _summary(capsys)
     assert (r["start_epoch"], r["epoch"], r["step"]) == (2, 3, 9)
     assert r["run_id"] == s["run_id"] and r["model_uri"] == "models:/lcmftn-it/2"
-    steps = [m.step for m in mlflow_client.get_metric_history(s["run_id"], "train/loss")]
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(s["run_id"], "train/loss")]
     assert steps == list(range(1, 10))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -176,3 +178,24 @@ def test_model_confidence_is_used_when_given():
     assert stats["confidence"] == pytest.approx(0.25, abs=1e-3)
     assert stats["flagged"] == [1, 2]
     assert int(conf[1].max()) == 64
+
+
+def test_lockstep_benchmark_runs_without_ray_or_pyav():
+    """The GPU box has torch/numpy/opencv only: the lockstep benchmark must not import Ray/PyAV."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, json\n"
+        "from workflows.benchmark.colorize import main\n"
+        "main(['lockstep', '--size', '32', '--model-size', 'tiny', '--batch-size', '2', '--frames', '3',"
+        " '--shots', '2', '--iters', '2'])\n"
+        "bad = [m for m in ('ray', 'av', 'mlflow', 'boto3', 'scenedetect') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    row = json.loads(res.stdout.strip().splitlines()[-1])["rows"][0]
+    assert row["batch_size"] == 2 and row["frames"] == 4 and row["lockstep_fps"] > 0 and row["model_only_fps"] > 0
