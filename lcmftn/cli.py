@@ -110,7 +110,11 @@ def _cmd_lineart(args: argparse.Namespace) -> int:
                 _err(str(exc))
         print(json.dumps({"input": str(src), "output": str(dst), "frames": len(files) - failed, "failed": failed}))
         return 1 if failed else 0
-    if src.suffix.lower() in v.IMAGE_EXTENSIONS:
+    kind = "image" if src.suffix.lower() in v.IMAGE_EXTENSIONS else "video"
+    allowed = v.IMAGE_EXTENSIONS if kind == "image" else v.VIDEO_EXTENSIONS
+    if dst.suffix.lower() not in allowed:
+        raise ValueError(f"{dst}: a {kind} input needs a {kind} output ({', '.join(allowed)})")
+    if kind == "image":
         _write_image(dst, _to_lineart(v.read_image(src), args))
         print(json.dumps({"input": str(src), "output": str(dst), "frames": 1}))
         return 0

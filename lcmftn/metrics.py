@@ -5,10 +5,11 @@
   100 dB, so averages stay finite.
 * ``ssim``: Wang et al. (2004) with an 11×11 Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03,
   data range 1, computed per RGB channel over the *valid* window positions (no padding) and
-  averaged over channels and positions. This is what ``torchmetrics``' SSIM computes with its
-  defaults (it reflect-pads and then crops the padded border); the unit tests check the two
-  agree. We keep our own 20-line version because importing torchmetrics costs seconds and pulls
-  scipy/PIL into every worker. Computed in float64.
+  averaged over channels and positions — Wang et al.'s reference code and scikit-image's
+  convention. NOTE: ``torchmetrics`` (1.9) instead reflect-pads by 5 px and averages the full
+  H×W map, which differs by ~0.005 on 48 px images; the unit tests check our value equals its
+  SSIM map cropped to the valid positions. We keep our own 20-line version also because
+  importing torchmetrics costs seconds and pulls scipy/PIL into every worker. Float64.
 * ``flicker``: mean absolute temporal change between consecutive frames. With ``target`` it is
   the mean absolute difference between the prediction's and the ground truth's temporal changes,
   ``mean |(x_{t+1} − x_t) − (y_{t+1} − y_t)|``, so real motion does not count as flicker.

@@ -62,7 +62,7 @@ from lcmftn.data.dataset import (
     MANIFEST_NAME,
     shot_id_for,
 )
-from lcmftn.data.holds import HoldConfig, _changed_from_inks, ink_map
+from lcmftn.data.holds import HoldConfig, changed_fraction_inks, ink_map
 from lcmftn.data.lineart import LineArtConfig, extract_lineart
 from lcmftn.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, iter_frames, probe_video
 from lcmftn.integrations import storage
@@ -247,7 +247,7 @@ def process_frames(
             la = extract_lineart(img, cfg.lineart)
             ink = ink_map(la, cfg.holds)
             prev = state["ink"]
-            holds.append(prev is not None and _changed_from_inks(prev, ink, cfg.holds.tolerance_px)
+            holds.append(prev is not None and changed_fraction_inks(prev, ink, cfg.holds.tolerance_px)
                          <= cfg.holds.max_changed_fraction)  # fmt: skip
             state["ink"], state["hw"] = ink, img.shape[:2]
             color.append(_png(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), _PNG_COLOR))
@@ -446,9 +446,17 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
             for row in ds.iter_rows():  # 4. commit each film as it finishes, manifest last
                 film, entry = row["film"], json.loads(row["entry"])
                 if entry["status"] == "ok" and not entry.get("skipped"):
-                    commit_film(fs_out, root, entry)
+                    try:
+                        commit_film(fs_out, root, entry)
+                    except OSError as exc:
+                        entry = {"source": entry["source"], "status": "failed", "sha256": entry["sha256"],
+                                 "reason": f"{entry['source']}: commit to {out} failed: {exc}"}  # fmt: skip
                 elif entry.pop("skipped", False):
                     skipped.append(film)
+                prev = manifest["films"].get(film, {})
+                if entry["status"] != "ok" and (prev.get("status") == "ok" or "last_ok" in prev):
+                    # keep what was committed before: shards stay on storage, restorable
+                    entry["last_ok"] = prev if prev.get("status") == "ok" else prev["last_ok"]
                 manifest["films"][film] = entry
                 done[film] = entry
                 write_manifest(out, manifest)

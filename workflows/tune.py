@@ -258,7 +258,8 @@ def sweep(base: JobSpec, args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 def finish_trial_runs(experiment: str, parent: str, rows: list[dict[str, Any]], epochs: int,
                       tracking_uri: str) -> None:
-    """Close the nested runs of trials ASHA stopped (their actors were killed mid-fit)."""
+    """Give the nested runs of the trials ASHA stopped their true status: Tune ends such a
+    trial by interrupting its fit, which the trial itself can only see as a failure."""
     from lcmftn.integrations import tracking
 
     for r in rows:
@@ -268,11 +269,10 @@ def finish_trial_runs(experiment: str, parent: str, rows: list[dict[str, Any]], 
             continue
         stopped = isinstance(r.get("epoch"), int) and r["epoch"] < epochs and not r["error"]
         tracking.set_tags(run_id, {"tune.stopped_early": str(stopped)}, tracking_uri)
-        from mlflow import MlflowClient
-
-        if MlflowClient(tracking_uri).get_run(run_id).info.status == "RUNNING":
-            tracking.end_run(run_id, "KILLED" if stopped or r["error"] else "FINISHED",
-                             tracking_uri)
+        if stopped:
+            tracking.end_run(run_id, "KILLED", tracking_uri)
+        elif not r["error"]:
+            tracking.end_run(run_id, "FINISHED", tracking_uri)
 
 
 if __name__ == "__main__":

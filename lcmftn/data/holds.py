@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["HoldConfig", "ink_map", "changed_fraction", "is_hold", "detect_holds"]
+__all__ = ["HoldConfig", "ink_map", "changed_fraction", "changed_fraction_inks", "is_hold", "detect_holds"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,9 @@ def _dilate(ink: np.ndarray, radius_px: int) -> np.ndarray:
     return cv2.dilate(ink.view(np.uint8), kernel).view(bool)
 
 
-def _changed_from_inks(a: np.ndarray, b: np.ndarray, tolerance_px: int) -> float:
+def changed_fraction_inks(a: np.ndarray, b: np.ndarray, tolerance_px: int) -> float:
+    """Fraction of the frame's pixels whose ink differs between two :func:`ink_map` results
+    (for callers that keep each frame's ink map, e.g. a streaming ingest)."""
     if a.shape != b.shape:
         raise ValueError(f"line-art frames differ in size: {a.shape} vs {b.shape}")
     missing = np.count_nonzero(a & ~_dilate(b, tolerance_px))
@@ -75,10 +77,13 @@ def _changed_from_inks(a: np.ndarray, b: np.ndarray, tolerance_px: int) -> float
     return (missing + added) / a.size
 
 
+_changed_from_inks = changed_fraction_inks  # NOTE: old private name, still imported by ingest
+
+
 def changed_fraction(prev: np.ndarray, cur: np.ndarray, cfg: HoldConfig | None = None) -> float:
     """Fraction of the frame's pixels whose ink differs between two line-art frames."""
     cfg = cfg or HoldConfig()
-    return _changed_from_inks(ink_map(prev, cfg), ink_map(cur, cfg), cfg.tolerance_px)
+    return changed_fraction_inks(ink_map(prev, cfg), ink_map(cur, cfg), cfg.tolerance_px)
 
 
 def is_hold(prev_lineart: np.ndarray, cur_lineart: np.ndarray, cfg: HoldConfig | None = None) -> bool:
@@ -100,6 +105,6 @@ def detect_holds(
     for t, la in enumerate(lineart_frames):
         ink = ink_map(la, cfg)
         if prev is not None:
-            holds[t] = _changed_from_inks(prev, ink, cfg.tolerance_px) <= cfg.max_changed_fraction
+            holds[t] = changed_fraction_inks(prev, ink, cfg.tolerance_px) <= cfg.max_changed_fraction
         prev = ink
     return holds

@@ -91,8 +91,12 @@ def xdog(rgb: np.ndarray, cfg: LineArtConfig) -> np.ndarray:
         gray, (0, 0), cfg.xdog_sigma_px * cfg.xdog_k, borderType=cv2.BORDER_REPLICATE
     )
     d = g1 - cfg.xdog_tau * g2
-    out = np.where(d >= cfg.xdog_epsilon, 1.0, 1.0 + np.tanh(cfg.xdog_phi * (d - cfg.xdog_epsilon)))
-    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    # tanh only where there is ink (a few % of the pixels): same output, ~2x faster than np.where
+    out = np.full(d.shape, 255, np.uint8)
+    ink = d < cfg.xdog_epsilon
+    ramp = 1.0 + np.tanh(cfg.xdog_phi * (d[ink] - cfg.xdog_epsilon))
+    out[ink] = np.clip(ramp * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 @register_lineart("canny")

@@ -456,7 +456,7 @@ def _iter_frames(cfg: FilmConfig, shots: list[dict]) -> Iterator[np.ndarray]:
                     nudge += 1  # NOTE: keeps the truth exact: a new drawing always differs
                     frame = r.render(idx, nudge_px=nudge)
                 prev, prev_idx = frame, idx
-            yield prev
+            yield prev.copy()  # consumers may draw on their frame; held frames stay intact
 
 
 def generate_film(cfg: FilmConfig) -> SyntheticFilm:

@@ -295,7 +295,8 @@ def list_uris(prefix: str | os.PathLike, recursive: bool = True) -> list[str]:
             kwargs["Delimiter"] = "/"
         pages = _call_s3(prefix, lambda: list(paginator.paginate(**kwargs)))
         for page in pages:
-            out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+            # NOTE: keys ending in "/" are folder markers (pyarrow's create_dir makes them), not files.
+            out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if not o["Key"].endswith("/")]
             if not recursive:
                 out += [f"s3://{bucket}/{p['Prefix'].rstrip('/')}" for p in page.get("CommonPrefixes", [])]
         return sorted(out)

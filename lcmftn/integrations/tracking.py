@@ -43,7 +43,9 @@ def default_tracking_uri() -> str:
 def _client(tracking_uri: str | None = None):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
+    # The registry lives with the tracking store (one URI for both, also for a server).
+    uri = tracking_uri or default_tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _artifact_location_for(tracking_uri: str) -> str | None:
@@ -218,6 +220,23 @@ def _find_checkpoint_dir(root: Path) -> Path | None:
     return hits[0] if hits else None
 
 
+def _model_version_source(uri: str, tracking_uri: str) -> str:
+    """``models:/name@alias`` or ``models:/name/version`` -> the version's source URI."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    rest = uri[len("models:/"):]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    elif "/" in rest:
+        name, version = rest.split("/", 1)
+        mv = client.get_model_version(name, version)
+    else:
+        raise ValueError(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    return mv.source
+
+
 def resolve_model_uri(uri: str, local_dir: str | Path, tracking_uri: str | None = None) -> Path:
     """A local checkpoint directory for ``uri``.
 
@@ -230,10 +249,13 @@ def resolve_model_uri(uri: str, local_dir: str | Path, tracking_uri: str | None 
         import mlflow
 
         local_dir.mkdir(parents=True, exist_ok=True)
+        turi = tracking_uri or default_tracking_uri()
         try:
+            # NOTE: download_artifacts(tracking_uri=...) does not move the *registry* URI, so a
+            # models:/ URI is resolved to its runs:/ source with a client bound to ``turi``.
+            source = _model_version_source(uri, turi) if uri.startswith("models:/") else uri
             path = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=str(local_dir),
-                tracking_uri=tracking_uri or default_tracking_uri())
+                artifact_uri=source, dst_path=str(local_dir), tracking_uri=turi)
         except Exception as e:
             raise ValueError(f"{uri}: cannot fetch the model from MLflow "
                              f"({type(e).__name__}: {str(e)[:300]})") from e
@@ -244,17 +266,16 @@ def resolve_model_uri(uri: str, local_dir: str | Path, tracking_uri: str | None 
         fs, base = storage.filesystem_for(uri)
         import pyarrow.fs as pafs
 
-        tmp = Path(tempfile.mkdtemp(prefix="ckpt-", dir=local_dir if local_dir.exists() else None))
-        pafs.copy_files(base, str(tmp), source_filesystem=fs,
-                        destination_filesystem=pafs.LocalFileSystem())
-        found = _find_checkpoint_dir(tmp)
-        if found is not None:
-            target = local_dir / found.name
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.move(str(found), target)
+        # A fresh folder under local_dir per download: never mixes with an earlier copy.
+        local_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="ckpt-", dir=local_dir))
+        try:
+            pafs.copy_files(base, str(tmp), source_filesystem=fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+        except OSError as e:  # pyarrow raises OSError subclasses for S3 failures
             shutil.rmtree(tmp, ignore_errors=True)
-            found = target
+            raise ValueError(f"{uri}: cannot download the checkpoint ({e})") from e
+        found = _find_checkpoint_dir(tmp)
     else:
         path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
         if not path.exists():

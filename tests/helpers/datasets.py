@@ -27,6 +27,12 @@ from lcmftn.data.dataset import (
 )
 
 
+def _bounce(v: float, hi: int) -> int:
+    period = 2 * hi
+    v = abs(v) % period
+    return int(period - v if v > hi else v)
+
+
 def draw_shot(rng: np.random.Generator, frames: int, size_px: int,
               hold_every: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], list[bool]]:
     """One shot: colour ``uint8 [H,W,3]`` frames, line art ``uint8 [H,W]``, hold flags.
@@ -51,8 +57,9 @@ def draw_shot(rng: np.random.Generator, frames: int, size_px: int,
             color[:] = bg
             line = np.full((s, s), 255, np.uint8)
             for sh in shapes:
-                x, y = (sh["xy"] + sh["v"] * t).astype(int)
-                x, y, r = int(np.clip(x, 0, s - 1)), int(np.clip(y, 0, s - 1)), sh["r"]
+                # bounce inside the frame so the drawing keeps changing
+                x, y = (_bounce(c, s - 1) for c in sh["xy"] + sh["v"] * t)
+                r = sh["r"]
                 fill = tuple(int(c) for c in sh["fill"])
                 if sh["rect"]:
                     cv2.rectangle(color, (x - r, y - r), (x + r, y + r), fill, -1)
@@ -62,9 +69,10 @@ def draw_shot(rng: np.random.Generator, frames: int, size_px: int,
                     cv2.circle(color, (x, y), r, fill, -1)
                     cv2.circle(color, (x, y), r, (20, 20, 20), 1)
                     cv2.circle(line, (x, y), r, 0, 1)
+        # the hold flag is the truth of the pixels: this drawing equals the previous one
+        holds.append(t > 0 and np.array_equal(line, lines[-1]))
         colors.append(color.copy())
         lines.append(line.copy())
-        holds.append(held and t > 0)
     return colors, lines, holds
 
 

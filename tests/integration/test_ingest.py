@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,10 @@ def films(tmp_path_factory) -> dict:
     (bad / "empty.mp4").write_bytes(b"")
     (bad / "notes.mp4").write_text("this is not a video\n" * 50)
     data = good["alpha"][0].read_bytes()
-    (bad / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (bad / "truncated.mp4").write_bytes(data[: len(data) // 2])  # mp4: its index (moov) is lost
+    _film(root / "full.mkv", seed=3)
+    mkv = (root / "full.mkv").read_bytes()
+    (bad / "cut.mkv").write_bytes(mkv[: len(mkv) * 2 // 3])  # mkv: decodes, then ends early
     return {"root": root, "good": good, "bad": bad}
 
 
@@ -102,27 +107,37 @@ def test_local_ingest_manifest_shards_and_resume(ray_local, films, tmp_path):
     assert manifest["films"]["alpha"]["frames"] == truth["frames"]
     assert sorted(p.name for p in (Path(out) / "frames" / "alpha").iterdir()) == [manifest["films"]["alpha"]["version"]]
 
+    # The source then gets corrupted: the film is reported failed, its committed shards are kept.
+    changed.write_bytes(b"\0" * 4096)
+    summary = ingest.run_ingest([str(changed)], out, ingest.IngestConfig(size_px=SIZE))
+    assert (summary["ok"], summary["failed"]) == (0, 1)
+    entry = json.loads((Path(out) / MANIFEST_NAME).read_text())["films"]["alpha"]
+    assert entry["status"] == "failed" and entry["last_ok"] == manifest["films"]["alpha"]
+    assert all((Path(out) / s).is_file() for s in entry["last_ok"]["shards"])
+
 
 def test_bad_inputs_are_recorded_and_others_go_on(ray_local, films, tmp_path):
     out = str(tmp_path / "ds")
     missing = str(films["root"] / "missing.mp4")
     argv = ["--films", str(films["good"]["alpha"][0]), str(films["bad"] / "*.mp4"), missing,
+            str(films["bad"] / "cut.mkv"),
             str(films["root"] / "nothing-*.mkv"), "--out", out, "--size", str(SIZE)]  # fmt: skip
     env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
     proc = subprocess.run([sys.executable, "-m", "workflows.ingest", *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (summary["ok"], summary["failed"], summary["films"]) == (1, 5, 6)
-    assert "1 of 6 films ok" in proc.stderr and "5 failed" in proc.stderr
+    assert (summary["ok"], summary["failed"], summary["films"]) == (1, 6, 7)
+    assert "1 of 7 films ok" in proc.stderr and "6 failed" in proc.stderr
     manifest = json.loads((Path(out) / MANIFEST_NAME).read_text())
     f = manifest["films"]
     assert f["alpha"]["status"] == "ok"
     expect = {"empty": "empty", "notes": "not a video", "truncated": "truncated|decode failed|no frame|corrupt",
-              "missing": "no such file"}  # fmt: skip
+              "missing": "no such file", "cut": r"truncated: decoded \d+ of about \d+ frames"}  # fmt: skip
     for name, pattern in expect.items():
         assert f[name]["status"] == "failed", f[name]
-        assert f"{name}.mp4" in f[name]["reason"] and re.search(pattern, f[name]["reason"]), f[name]
+        assert f"bad/{name}." in f[name]["reason"] or f"/{name}.mp4" in f[name]["reason"], f[name]
+        assert re.search(pattern, f[name]["reason"]), f[name]
         assert f"FAILED {name}" in proc.stderr
     assert any(k.endswith("nothing-*.mkv") for k in summary["failures"])
     assert load_frames(out).films == ["alpha"]
@@ -198,7 +213,8 @@ def test_s3_ingest_resume_and_bad_object(ray_local, s3_env, films):
     assert gone["status"] == "failed" and "gone.mp4" in gone["reason"] and "no such" in gone["reason"]
     good = {"films": films["good"], "good": films["good"]}
     _check_dataset(out, good, manifest)
-    assert not storage.list_uris(f"{out}/{ingest.STAGING_DIR}")
+    fs, root = storage.filesystem_for(out)
+    assert fs.get_file_info(f"{root}/{ingest.STAGING_DIR}").type == pafs.FileType.NotFound
     summary = ingest.run_ingest([f"{base}/films/alpha.mp4", f"{base}/films/beta.mp4"], out,
                                 ingest.IngestConfig(size_px=SIZE))  # fmt: skip
     assert (summary["ok"], summary["skipped"], summary["failed"]) == (2, 2, 0)
@@ -236,3 +252,43 @@ def sample_pairs(shot, window):
     from lcmftn.data.pairs import sample_window_pairs
 
     return sample_window_pairs(len(shot), window, holds=shot.holds)
+
+
+@pytest.mark.slow
+def test_ray_job_submit(films, tmp_path):
+    """The documented cluster path: `ray start --head` + `ray job submit -- python -m workflows.ingest`."""
+    import signal
+    import time
+
+    from infra.local.seaweedfs import pick_ports
+
+    ray_bin = Path(sys.executable).with_name("ray")
+    tmp = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))
+    gcs, dash = pick_ports(2)
+    env = dict(os.environ, RAY_TMPDIR=str(tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               PATH=f"{ray_bin.parent}:{os.environ['PATH']}")  # fmt: skip
+    env.pop("RAY_ADDRESS", None)
+    if (Path.home() / ".ray" / "auth_token").exists():
+        env["RAY_AUTH_MODE"] = "token"
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                             "--node-ip-address=127.0.0.1", f"--temp-dir={tmp}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    out = tmp_path / "ds"
+    try:
+        env["RAY_ADDRESS"] = f"http://127.0.0.1:{dash}"
+        cmd = [str(ray_bin), "job", "submit", "--working-dir", str(REPO), "--", "python", "-m",
+               "workflows.ingest", "--films", str(films["good"]["alpha"][0]), "--out", str(out),
+               "--size", str(SIZE)]  # fmt: skip
+        deadline = time.monotonic() + 90
+        while True:  # the dashboard takes a few seconds to come up
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+            if proc.returncode == 0 or time.monotonic() > deadline or "Job '" in proc.stdout:
+                break
+            time.sleep(3)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert load_frames(str(out)).films == ["alpha"]
+    finally:
+        head.send_signal(signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -86,6 +86,9 @@ def test_pyarrow_filesystem_parquet_round_trip(root):
     table = pa.table({"a": [1, 2, 3], "b": [b"x", b"y", b"z"]})
     pq.write_table(table, path, filesystem=fs)
     assert pq.read_table(path, filesystem=fs).equals(table)
+    # folders made by pyarrow (S3: "t/" marker objects) are not listed as files
+    assert [u.rsplit("/", 1)[-1] for u in storage.list_uris(storage.join(root, "t"))] == ["x.parquet"]
+    assert [u.rsplit("/", 1)[-1] for u in storage.list_uris(root)] == ["x.parquet"]
 
 
 def _closed_port() -> int:

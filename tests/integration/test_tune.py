@@ -32,10 +32,12 @@ def test_two_trial_smoke_sweep_with_nested_runs(ray_local, mlflow_client, mlflow
     parent = [r for r in runs if r.info.run_id == summary["parent_run_id"]][0]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 2
-    assert {c.info.run_name for c in children} == {f"trial_{t}" for t in
-                                                   [c.info.run_name[6:] for c in children]}
+    names = {c.info.run_name for c in children}
+    assert len(names) == 2 and all(n.startswith("trial_") for n in names)
     for c in children:
-        assert c.info.status in ("FINISHED", "KILLED")
+        # ASHA may stop the weaker trial at the epoch-1 rung: KILLED and tagged so.
+        stopped = c.data.tags["tune.stopped_early"] == "True"
+        assert c.info.status == ("KILLED" if stopped else "FINISHED")
         assert "tune.lambda_l1" in c.data.params and "window.width_frames" in c.data.params
         assert c.data.params["val.every_epochs"] == "1"
         assert "val/psnr" in c.data.metrics

@@ -91,6 +91,9 @@ def test_bad_input_exits_2_naming_the_file(tmp_path):
     r = run("lineart", tmp_path / "missing.mkv", tmp_path / "x.mkv")
     assert r.returncode == 2 and "missing.mkv" in r.stderr and not (tmp_path / "x.mkv").exists()
     assert run("synth", tmp_path / "f.mp4", "--size", 4).returncode == 2
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    r = run("lineart", tmp_path / "a.png", tmp_path / "a.mp4")
+    assert r.returncode == 2 and "image output" in r.stderr
     assert run("frobnicate").returncode == 2
 
 

@@ -130,3 +130,11 @@ def test_adjacent_shots_get_distant_palettes():
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         FilmConfig(**kwargs)
+
+
+def test_seconds_knob_and_config_round_trip(tmp_path):
+    cfg = FilmConfig(seed=1, size=32, seconds=3, shot_frames=12)
+    assert cfg.num_shots == 6
+    truth = write_film(tmp_path / "f.mkv", cfg)
+    assert truth["frames"] == 72 and len(read_frames(tmp_path / "f.mkv")) == 72
+    assert FilmConfig(**truth["config"]) == cfg  # the sidecar rebuilds the same film
