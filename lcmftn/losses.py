@@ -277,7 +277,13 @@ class GeneratorLoss(nn.Module):
         self.mode = "ours" if system in ("lcmftn", "lcmftn-nocmft") else f"{system}:{cfg.baseline_loss}"
         if not self.gan and system not in ("lcmftn", "lcmftn-nocmft"):
             raise ValueError(f"system {system!r} is not trainable; no loss")
-        self.vgg = build_vgg(cfg.vgg_weights) if _needs_vgg(system, cfg) else None
+        needs_vgg = _needs_vgg(system, cfg)
+        if needs_vgg and cfg.vgg_weights == "none":
+            terms = ("loss.lambda_content, loss.lambda_style" if system == "tcvc" and cfg.baseline_loss == "original"
+                     else "loss.lambda_vgg")
+            raise ValueError(f"{system}: a VGG loss term has weight > 0 ({terms}) but loss.vgg_weights='none'; "
+                             f"set loss.vgg_weights to {VGG_OPTIONS}, or set {terms} to 0")
+        self.vgg = build_vgg(cfg.vgg_weights) if needs_vgg else None
         self.source = vgg_source(cfg, system)
 
     def forward(self, pred: Tensor, target: Tensor, fake_logits: Tensor | None = None

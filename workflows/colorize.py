@@ -614,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-color", help="evaluation: a colour episode (video/folder); line art is synthesised")
     p.add_argument("--eval-modes", default="chain,anchor", help="evaluation: modes to compare")
     p.add_argument("--lineart-method", default="xdog", help="evaluation: line-art extractor (xdog|canny)")
+    p.add_argument("--eval-size", type=int, default=128,
+                   help="evaluation: score PSNR/SSIM at this short side (0 = full resolution; SSIM is slow on CPU)")
     p.add_argument("--borrow-keyframes", action="store_true", help="colour shots without keyframe from the nearest shot's")
     p.add_argument("--keyframe-size", choices=("resize", "reject"), default="resize",
                    help="keyframes of another size: resize (same aspect, with a warning) or reject")
@@ -703,13 +705,19 @@ def _run_lineart(args: argparse.Namespace, rs: RunSettings, model_files: dict[st
 # ---------------------------------------------------------------------------------------------
 # Evaluation mode (--from-color)
 # ---------------------------------------------------------------------------------------------
-def score_frames(out: Output, color: list[np.ndarray], report: dict, chunk: int = 16) -> list[dict]:
-    """PSNR/SSIM (DESIGN §6, :mod:`lcmftn.metrics`) of every coloured non-key frame vs the truth."""
+def score_frames(out: Output, color: list[np.ndarray], report: dict, size_px: int = 0, chunk: int = 16) -> list[dict]:
+    """PSNR/SSIM (DESIGN §6, :mod:`lcmftn.metrics`) of every coloured non-key frame vs the truth,
+    both area-resized to a short side of ``size_px`` first (0 = full resolution).
+
+    NOTE: SSIM's float64 11x11 convolution costs seconds per frame at 240x320 on CPU, hence
+    the option to score a whole episode at a reduced size."""
     import torch
 
     from lcmftn import metrics
+    from lcmftn.data.video import resize_image
 
     def t(imgs: list[np.ndarray]) -> torch.Tensor:
+        imgs = [resize_image(i, size_px) if size_px and min(i.shape[:2]) > size_px else i for i in imgs]
         return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
 
     rows = []
@@ -747,6 +755,7 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
     shots = load_shots(args.shots, len(color), src, args.detector or "content", args.threshold)
     keys = {s: color[s] for s, _ in shots}
     evaluation: dict = {"source": args.from_color, "lineart_method": args.lineart_method,
+                        "scored_at_short_side_px": args.eval_size or "full resolution",
                         "keyframes": "first frame of each shot", "modes": {}, "plot": "drift.png"}
     curves = {}
     totals = {}
@@ -754,7 +763,7 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
         job = {"from_color": args.from_color, "model": args.model, "out": storage.join(args.out, mode)}
         out_uri = storage.join(args.out, mode)
         report = run_episode(ep, keys, shots, out_uri, model_files, replace(rs, mode=mode), job)
-        rows = score_frames(Output(out_uri), color, report)
+        rows = score_frames(Output(out_uri), color, report, args.eval_size)
         per_shot = {}
         for r in rows:
             per_shot.setdefault(r["shot"], []).append(r)

@@ -82,8 +82,10 @@ def test_bad_vgg_files_name_the_file(tmp_path) -> None:
 def test_none_with_positive_weight_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="vgg_weights='none'.*torchvision.*random"):
         build_generator_loss("lcmftn", LossConfig(vgg_weights="none"))
-    with pytest.raises(ValueError, match="vgg_weights='none'"):
+    with pytest.raises(ValueError, match="lambda_content, loss.lambda_style.*vgg_weights='none'"):
         build_generator_loss("tcvc", LossConfig(vgg_weights="none"))
+    assert build_generator_loss("tcvc", LossConfig(vgg_weights="none", lambda_content=0,
+                                                   lambda_style=0)).vgg is None
     # No VGG needed: fine.
     loss = build_generator_loss("lcmftn", LossConfig(lambda_vgg=0.0, vgg_weights="none"))
     assert loss.vgg is None and losses.vgg_source(loss.cfg) == "none (no VGG loss term)"

@@ -40,3 +40,22 @@ def test_model_benchmark_needs_only_torch_numpy_opencv() -> None:
     loaded = _imported_top_level(["workflows.benchmark.model"])
     bad = sorted(loaded & {*FORBIDDEN, "av", "pyarrow", "torchmetrics"})
     assert not bad, f"workflows.benchmark.model pulled in {bad}"
+
+
+def test_model_benchmark_smoke(tmp_path) -> None:
+    """The benchmark runs end to end at toy sizes and writes consistent JSON (no timing asserts)."""
+    from workflows.benchmark import model as bench
+
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--quick", "--device", "cpu", "--model-size", "tiny", "--sizes", "32",
+                     "--systems", "copy-ref,lcmftn", "--batches", "1,2", "--cmft-sides", "16",
+                     "--skip-cmft3", "--timer", "cpu", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert [r["system"] for r in res["systems"]] == ["copy-ref", "lcmftn"]
+    assert all(r["latency_ms"] > 0 and r["throughput_fps"] > 0 for r in res["systems"])
+    cases = res["cmft"]["cases"]
+    assert [c["N"] for c in cases] == [256]
+    assert all("error" not in c["fused"] and "error" not in c["naive"] for c in cases), cases
+    assert cases[0]["naive_matrix_bytes"] == 256 * 256 * 4
+    assert bench.main(["--systems", "nope"]) == 2

@@ -118,3 +118,22 @@ def test_format_epoch_line():
                                        "samples_per_s": 41.2}, 12)
     assert line == ("epoch 3/12 step 150 loss 0.4200 val PSNR 24.30 SSIM 0.900 "
                     "(copy-ref 19.80) 41.2 samples/s")
+
+
+def test_driver_checks_count_what_the_workers_will_sample(tmp_path):
+    from workflows import train
+
+    root = write_tiny_dataset(tmp_path / "d", films=2, shots_per_film=3, frames_per_shot=24,
+                              size_px=32, seed=9)
+    spec = train.plan(["--data", str(root), "--recipe", "smoke", "--workers", "2",
+                       "--storage", str(tmp_path / "runs"), "--set", "window.width_frames=6"])
+    shots = load_frames(str(root))
+    tr, va = split_shots(shots, spec.cfg.val.val_fraction, seed=spec.cfg.seed)
+    pairs = WindowPairDataset(tr, spec.cfg.window, spec.cfg.image_size_px)
+    assert spec.counts == {"shots": 6, "train_shots": len(tr), "val_shots": len(va),
+                           "train_pairs": len(pairs), "frames": 144}
+    assert spec.cpus_per_worker == 0.5 and spec.register_as == "lcmftn"
+    assert spec.run_name.startswith("lcmftn-smoke-")
+    params = train.run_params(spec)
+    assert params["data.version"] == "test-v1" and params["window.width_frames"] == 6
+    assert params["vgg_source"].startswith("random init") and "git_commit" in params
