@@ -145,12 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         keys.mkdir(exist_ok=True)
         for start in [0, *ep_truth["cuts"]]:
             cv2.imwrite(str(keys / f"{start:06d}.png"), cv2.cvtColor(color[start], cv2.COLOR_RGB2BGR))
+        # The studio's edit gives the shot list (here: the generator's truth); detecting cuts on
+        # line art alone is less reliable (README, "Shot detection").
+        shots_json = episode / "shots.json"
+        shots_json.write_text(json.dumps({"shots": [[s["start"], s["end"]] for s in ep_truth["shots"]]}))
         from workflows import colorize
 
         result = store("colorized")
         _run("colorize", colorize.main, ["--lineart", str(episode / "lineart.mp4"),
                                          "--refs", str(keys), "--model", "models:/lcmftn-demo@latest",
-                                         "--out", result, "--mode", args.mode])
+                                         "--out", result, "--mode", args.mode,
+                                         "--shots", str(shots_json)])
         timings["colorize"] = time.perf_counter() - t
 
     summary = {"out": str(out), "tracking_uri": os.environ["MLFLOW_TRACKING_URI"],

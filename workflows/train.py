@@ -105,6 +105,11 @@ class JobSpec:
     manifest: dict
     counts: dict[str, int]
     kill_worker_at_step: int = 0
+    data_fs: Any = None
+    """pyarrow filesystem of an ``s3://`` dataset, built on the driver from its AWS_* env
+    (picklable; a Ray worker's or Tune trial's env is fixed when its raylet starts)."""
+    storage_fs: Any = None
+    """Same for an ``s3://`` storage path."""
 
 
 def resolve_config(recipe_name: str, model: str | None, overrides: list[str]) -> TrainConfig:
@@ -246,6 +251,8 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
         max_failures=max_failures, manifest=manifest, counts=counts,
         kill_worker_at_step=kill_worker_at_step,
+        data_fs=st.filesystem_for(data)[0] if st.is_s3(data) else None,
+        storage_fs=st.filesystem_for(storage)[0] if st.is_s3(storage) else None,
     )
 
 
@@ -291,14 +298,11 @@ def run_params(spec: JobSpec) -> dict[str, Any]:
 
 def loop_config(spec: JobSpec, tracking_uri: str | None, run_id: str | None) -> dict[str, Any]:
     """The ``train_loop_config`` every worker receives (picklable; config as a plain dict)."""
-    from lcmftn.integrations import storage
-
-    data_fs = storage.filesystem_for(spec.data_uri)[0] if storage.is_s3(spec.data_uri) else None
     fault = None
     if spec.kill_worker_at_step:
         fault = {"rank": min(1, spec.workers - 1), "step": spec.kill_worker_at_step,
                  "marker": tempfile.mkdtemp(prefix="fault-") + "/killed"}
-    return {"cfg": asdict(spec.cfg), "data_uri": spec.data_uri, "data_fs": data_fs,
+    return {"cfg": asdict(spec.cfg), "data_uri": spec.data_uri, "data_fs": spec.data_fs,
             "tracking_uri": tracking_uri, "run_id": run_id, "fault": fault}
 
 
@@ -314,8 +318,12 @@ def build_trainer(spec: JobSpec, config: dict[str, Any], callbacks: list | None 
     resources = {"CPU": spec.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = spec.gpus_per_worker
-    storage_fs, storage_path = (storage.filesystem_for(spec.storage_uri)
-                                if storage.is_s3(spec.storage_uri) else (None, spec.storage_uri))
+    storage_fs, storage_path = None, spec.storage_uri
+    if storage.is_s3(spec.storage_uri):
+        bucket, key = storage.split_s3(spec.storage_uri)
+        storage_fs, storage_path = spec.storage_fs, f"{bucket}/{key}".rstrip("/")
+        if storage_fs is None:  # a spec built without make_spec: use this process's env
+            storage_fs = storage.filesystem_for(spec.storage_uri)[0]
     # 1. DDP over N workers: NCCL on GPU, gloo on CPU.
     return TorchTrainer(
         train_loop_per_worker,

@@ -181,8 +181,9 @@ def sweep(base: JobSpec, args: argparse.Namespace, name: str) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     sweep_uri = storage.join(base.storage_uri, name)
-    fs, sweep_path = (storage.filesystem_for(base.storage_uri) if storage.is_s3(base.storage_uri)
-                      else (None, base.storage_uri))
+    fs, sweep_path = None, base.storage_uri
+    if storage.is_s3(base.storage_uri):
+        fs, sweep_path = base.storage_fs, storage.filesystem_for(base.storage_uri)[1]
     ensure_ray()
     restorable = tune.Tuner.can_restore(storage.join(sweep_path, name) if fs else sweep_uri,
                                         storage_filesystem=fs)
