@@ -147,7 +147,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         what = f"resumed at epoch {start_epoch}" if checkpoint is not None else "started"
         _say(f"[train] {what}: {len(pairs)} training pairs from {len(train_shots)} shots, "
              f"{len(clips)} validation sequences from {len(val_shots)} shots, "
-             f"{world} worker(s) on {device}")
+             f"{world} worker(s) on {device}, {torch.get_num_threads()} torch thread(s) each")
     before_step = _fault_hook(config.get("fault"), rank)
 
     while state.epoch < cfg.epochs:
@@ -164,6 +164,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "epoch": state.epoch, "step": state.step, "start_epoch": start_epoch,
             "samples_per_s": samples / seconds if seconds > 0 else 0.0,
             "samples_per_s_per_worker": samples / seconds / world if seconds > 0 else 0.0,
+            "torch_threads": torch.get_num_threads(),
             **losses,
         }
         row = dict(metrics)

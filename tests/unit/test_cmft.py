@@ -131,3 +131,31 @@ def test_fused_kernel_is_eligible_for_unequal_channel_counts() -> None:
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
         out = cmft(q, k, v)
     torch.testing.assert_close(out, cmft_naive(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_cuda_fused_kernels_are_used(dtype: torch.dtype) -> None:
+    """On CUDA, CMFT must run on a fused kernel (flash / memory-efficient), never the math path."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    g = torch.Generator().manual_seed(6)
+    q, k = (torch.randn(2, 48, 32, 32, generator=g) * 0.3 for _ in range(2))
+    v = torch.rand(2, 24, 32, 32, generator=g)
+    ref = cmft_naive(q, k, v)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
+        out = cmft(*(t.cuda().to(dtype) for t in (q, k, v)))
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
+    assert (out.float().cpu() - ref).abs().max() < tol
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_paper_lcmftn_with_cmft3_bf16() -> None:
+    G = registry.build_generator("lcmftn", "paper", cmft3=True).cuda().eval()
+    s = torch.rand(1, 1, 256, 256, device="cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        out, conf = G.forward_with_confidence(s, torch.rand(1, 3, 256, 256, device="cuda"), s)
+    assert out.shape == (1, 3, 256, 256) and conf.shape == (1, 1, 256, 256)
+    assert torch.isfinite(out.float()).all()

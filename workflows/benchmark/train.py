@@ -180,6 +180,7 @@ def ray_scaling(args: argparse.Namespace) -> dict[str, Any]:
             m = result.metrics
             rows.append({"workers": w, "samples_per_s": round(m["samples_per_s"], 2),
                          "samples_per_s_per_worker": round(m["samples_per_s_per_worker"], 2),
+                         "torch_threads_per_worker": m.get("torch_threads"),
                          "fit_seconds": round(time.perf_counter() - t0, 1)})
     out: dict[str, Any] = {"mode": "ray-cpu", "recipe": cfg.recipe, "system": cfg.system,
                            "image_size_px": cfg.image_size_px,
