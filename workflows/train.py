@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register-as", default=None,
                    help="registered model name (default: the system name, e.g. lcmftn); "
                         "'none' skips registration")
+    p.add_argument("--threads-per-worker", type=int, default=0,
+                   help="torch intra-op threads per worker (0 = torch/Ray default)")
     p.add_argument("--max-failures", type=int, default=2,
                    help="worker-group restarts from the last checkpoint before the run fails")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -105,6 +107,7 @@ class JobSpec:
     manifest: dict
     counts: dict[str, int]
     kill_worker_at_step: int = 0
+    threads_per_worker: int = 0
     data_fs: Any = None
     """pyarrow filesystem of an ``s3://`` dataset, built on the driver from its AWS_* env
     (picklable; a Ray worker's or Tune trial's env is fixed when its raylet starts)."""
@@ -226,7 +229,8 @@ def default_run_name(cfg: TrainConfig) -> str:
 def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list[str],
               workers: int, gpus_per_worker: float, cpus_per_worker: float | None,
               run_name: str | None, storage: str, experiment: str, register_as: str | None,
-              max_failures: int, kill_worker_at_step: int = 0) -> JobSpec:
+              max_failures: int, kill_worker_at_step: int = 0,
+              threads_per_worker: int = 0) -> JobSpec:
     """Check everything and resolve defaults; raises ``BadInput`` before Ray is touched."""
     from lcmftn.integrations import storage as st
 
@@ -250,7 +254,7 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
         register_as=None if register.lower() == "none" else register, workers=workers,
         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
         max_failures=max_failures, manifest=manifest, counts=counts,
-        kill_worker_at_step=kill_worker_at_step,
+        kill_worker_at_step=kill_worker_at_step, threads_per_worker=threads_per_worker,
         data_fs=st.filesystem_for(data)[0] if st.is_s3(data) else None,
         storage_fs=st.filesystem_for(storage)[0] if st.is_s3(storage) else None,
     )
@@ -263,7 +267,8 @@ def plan(argv: list[str] | None = None) -> JobSpec:
                      workers=a.workers, gpus_per_worker=a.gpus_per_worker,
                      cpus_per_worker=a.cpus_per_worker, run_name=a.run_name, storage=a.storage,
                      experiment=a.experiment, register_as=a.register_as,
-                     max_failures=a.max_failures, kill_worker_at_step=a.kill_worker_at_step)
+                     max_failures=a.max_failures, kill_worker_at_step=a.kill_worker_at_step,
+                     threads_per_worker=a.threads_per_worker)
 
 
 # ----------------------------------------------------------------------------- MLflow params
@@ -303,7 +308,8 @@ def loop_config(spec: JobSpec, tracking_uri: str | None, run_id: str | None) -> 
         fault = {"rank": min(1, spec.workers - 1), "step": spec.kill_worker_at_step,
                  "marker": tempfile.mkdtemp(prefix="fault-") + "/killed"}
     return {"cfg": asdict(spec.cfg), "data_uri": spec.data_uri, "data_fs": spec.data_fs,
-            "tracking_uri": tracking_uri, "run_id": run_id, "fault": fault}
+            "tracking_uri": tracking_uri, "run_id": run_id, "fault": fault,
+            "threads_per_worker": spec.threads_per_worker}
 
 
 def build_trainer(spec: JobSpec, config: dict[str, Any], callbacks: list | None = None):

@@ -117,6 +117,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = config_from_dict(config["cfg"])
     # Ray Train logs every report and checkpoint at INFO; the epoch line below says it all.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    if config.get("threads_per_worker"):
+        torch.set_num_threads(int(config["threads_per_worker"]))
     # 1. Rank, world size and device from the Train context.
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="timed steps (per worker, per epoch)")
     p.add_argument("--workers", default="1,2", help="Ray mode: worker counts to compare")
     p.add_argument("--batch-size", type=int, default=0, help="per-worker batch (0 = recipe's)")
+    p.add_argument("--threads-per-worker", type=int, default=1,
+                   help="Ray mode: torch threads per worker (1 = one core each; 0 = default)")
     p.add_argument("--single-process", action="store_true", help="no Ray: one process")
     p.add_argument("--device", default="cpu", help="single-process device (cpu, cuda)")
     p.add_argument("--synthetic", action="store_true",
@@ -174,7 +176,7 @@ def ray_scaling(args: argparse.Namespace) -> dict[str, Any]:
                              else []), *args.overrides],
                 workers=w, gpus_per_worker=0.0, cpus_per_worker=None,
                 run_name=f"bench-{w}w", storage=str(Path(tmp) / "runs"), experiment="bench",
-                register_as="none", max_failures=0)
+                register_as="none", max_failures=0, threads_per_worker=args.threads_per_worker)
             t0 = time.perf_counter()
             result = train.build_trainer(spec, train.loop_config(spec, None, None)).fit()
             m = result.metrics
