@@ -760,7 +760,8 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
     curves = {}
     totals = {}
     for mode in modes:
-        job = {"from_color": args.from_color, "model": args.model, "out": storage.join(args.out, mode)}
+        job = {"from_color": args.from_color, "lineart": f"{args.lineart_method} line art of {args.from_color}",
+               "model": args.model, "out": storage.join(args.out, mode)}
         out_uri = storage.join(args.out, mode)
         report = run_episode(ep, keys, shots, out_uri, model_files, replace(rs, mode=mode), job)
         rows = score_frames(Output(out_uri), color, report, args.eval_size)

@@ -42,7 +42,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -430,11 +430,6 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(spec)
     print(json.dumps(summary), flush=True)
     return 0
-
-
-def spec_with(spec: JobSpec, **cfg_changes: Any) -> JobSpec:
-    """A copy of ``spec`` whose config has ``cfg_changes`` applied (used by the tuner)."""
-    return replace(spec, cfg=replace(spec.cfg, **cfg_changes))
 
 
 if __name__ == "__main__":

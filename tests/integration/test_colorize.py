@@ -271,3 +271,26 @@ def test_s3_inputs_and_output_resume(film, s3_env, tmp_path):
     assert job.main(argv) == 0  # resume: every shot done already
     rep = json.loads(storage.read_bytes(storage.join(out, "report.json")))
     assert rep["run"]["shots_coloured"] == 0 and all(s.get("resumed") for s in rep["shots"])
+
+
+def test_auto_mode_colours_from_both_ends(film, tmp_path):
+    """Two keyframes in one shot: ``auto`` chains forwards from the first and backwards from the
+    second, meeting in the middle; holds are still copied in the direction of travel."""
+    color, (s0, *_rest) = film["color"], film["truth"]["shots"]
+    keys = tmp_path / "keys"
+    for k in (s0["start"], s0["end"] - 1):
+        _write_rgb(keys / f"{k:06d}.png", color[k])
+    out = tmp_path / "out"
+    argv = ["--lineart", str(film["root"] / "lineart.mp4"), "--refs", str(keys), "--model", str(film["ckpt"]),
+            "--out", str(out), "--size", "32", "--local", "--mode", "auto", "--shots", json.dumps([[s0["start"], s0["end"]]]),
+            "--fps", "24"]
+    # the episode has more frames than this shot list covers: a clear error, nothing written
+    assert job.main(argv) == 2 and not out.exists()
+    argv[argv.index("--shots") + 1] = str(film["root"] / "shots.json")
+    assert job.main(argv) == 3  # the other two shots have no keyframe
+    shot = json.loads((out / "report.json").read_text())["shots"][0]
+    refs = {f["i"]: f["ref"] for f in shot["per_frame"]}
+    last = s0["end"] - 1
+    assert shot["keyframes"] == [s0["start"], last] and shot["status"] == "done"
+    assert refs[s0["start"] + 1] == s0["start"] and refs[last - 1] == last  # both directions
+    assert shot["copied"] >= 1 and shot["colorized"] + shot["copied"] + shot["key"] == s0["end"] - s0["start"]
