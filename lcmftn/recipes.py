@@ -133,7 +133,9 @@ def _cpu_small() -> TrainConfig:
         epochs=24,
         steps_per_epoch=50,
         window=WindowConfig(width_frames=12, stride_frames=3),
-        loss=LossConfig(lambda_l1=10.0, lambda_vgg=0.0, vgg_weights="none"),
+        # No VGG offline: TCVC's VGG content/style terms are off too (its L1 + GAN remain).
+        loss=LossConfig(lambda_l1=10.0, lambda_vgg=0.0, vgg_weights="none",
+                        lambda_content=0.0, lambda_style=0.0),
         optim=OptimConfig(lr=5e-4),
         val=ValConfig(val_fraction=0.2, every_epochs=2, strides_frames=(1, 5, 10),
                       max_sequences_per_stride=16),
