@@ -531,7 +531,12 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
                 "device": device, "amp": rs.amp}
     # NOTE: the fingerprint holds the batch size and device: padded batches make results
     # independent of batch *composition*, not of the batch size or the hardware.
-    common_fp = _hash(model_files["model.safetensors"], json.dumps(settings, sort_keys=True), str(MARKER_VERSION))
+    # NOTE: the library version is in it too, but not every code change: after upgrading the
+    # model code mid-episode, use a new OUT (or delete OUT/shots) to recolour everything.
+    import lcmftn
+
+    common_fp = _hash(model_files["model.safetensors"], json.dumps(settings, sort_keys=True),
+                      str(MARKER_VERSION), lcmftn.__version__)
     jobs, records = plan_jobs(ep, keyframes, shots, rs, common_fp)
     for r in records:
         log.warning("shot %s left out: %s", r["id"], r["reason"])

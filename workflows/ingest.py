@@ -60,10 +60,12 @@ from lcmftn.data.dataset import (
     FRAME_SCHEMA,
     FRAMES_DIR,
     MANIFEST_NAME,
+    parse_manifest,
     shot_id_for,
 )
 from lcmftn.data.holds import HoldConfig, changed_fraction_inks, ink_map
-from lcmftn.data.lineart import LineArtConfig, extract_lineart
+from lcmftn.data.lineart import LINEART_METHODS, LineArtConfig, extract_lineart
+from lcmftn.data.shots import DETECTORS
 from lcmftn.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, iter_frames, probe_video
 from lcmftn.integrations import storage
 
@@ -386,10 +388,17 @@ def write_manifest(out: str, manifest: dict) -> None:
 
 
 def read_manifest(out: str) -> dict | None:
+    """The dataset's manifest (None when there is none). A corrupt one is a ``StorageError``
+    naming it: overwriting it would lose the record of every committed film."""
+    uri = storage.join(out, MANIFEST_NAME)
     try:
-        return json.loads(storage.read_bytes(storage.join(out, MANIFEST_NAME)))
+        data = storage.read_bytes(uri)
     except storage.ObjectNotFoundError:
         return None
+    try:
+        return parse_manifest(data, uri)
+    except ValueError as exc:
+        raise storage.StorageError(uri, f"{exc}; fix or move it aside to re-ingest") from exc
 
 
 def collect_garbage(fs: pafs.FileSystem, root: str, manifest: dict, films: list[str]) -> None:
@@ -501,8 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, metavar="URI", help="dataset root (local folder or s3://bucket/prefix)")
     ap.add_argument("--size", type=int, default=256, help="short side of the working frames, px")
     ap.add_argument("--crop", choices=("none", "center"), default="none")
-    ap.add_argument("--lineart", default="xdog", help="line-art method: xdog | canny")
-    ap.add_argument("--detector", default="content", help="shot detector (see lcmftn shots --help)")
+    # NOTE: choices, so a typo is a usage error (exit 2) before Ray starts, not N failed films.
+    ap.add_argument("--lineart", default="xdog", choices=sorted(LINEART_METHODS), help="line-art method")
+    ap.add_argument("--detector", default="content", choices=sorted(DETECTORS),
+                    help="shot detector (see lcmftn shots --help)")
     ap.add_argument("--threshold", type=float, default=None, help="shot detector threshold")
     ap.add_argument("--min-shot-frames", type=int, default=None)
     ap.add_argument("--rows-per-shard", type=int, default=512)

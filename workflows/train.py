@@ -176,6 +176,8 @@ def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
         raise BadInput(f"dataset {e}") from e
     except OSError as e:  # FileNotFoundError from a folder without manifest or shards
         raise BadInput(f"dataset {e}") from e
+    except ValueError as e:  # a corrupt manifest.json (the message names it)
+        raise BadInput(str(e)) from e
     if not paths:
         films = manifest.get("films", {})
         failed = {k: v.get("reason") for k, v in films.items() if v.get("status") != "ok"}

@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print("mlflow server stopped")
         return 0
 
+    if args.detach and args.with_seaweedfs:  # before anything starts
+        print("--detach cannot be combined with --with-seaweedfs", file=sys.stderr)
+        return 2
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
         artifacts = args.artifacts
@@ -163,9 +166,6 @@ def main(argv: list[str] | None = None) -> int:
             artifacts = artifacts or f"s3://{s3.bucket}/mlflow"
         server = LocalMlflowServer(workdir, args.port, artifacts, env)
         if args.detach:
-            if args.with_seaweedfs:
-                print("--detach cannot be combined with --with-seaweedfs", file=sys.stderr)
-                return 2
             server.start()
             print(f"MLFLOW_TRACKING_URI={server.tracking_uri} (pid {server.proc.pid}; "
                   f"stop: python -m infra.local.mlflow_server stop --dir {workdir})")
@@ -184,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+        if not stop["now"] and server.proc is not None and server.proc.poll() is not None:
+            # The server died on its own: say so (exit 1), do not report a clean stop.
+            print(f"mlflow server exited with {server.proc.returncode}; log: "
+                  f"{server.workdir / 'server.log'}", file=sys.stderr)
+            return 1
     return 0
 
 

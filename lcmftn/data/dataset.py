@@ -254,13 +254,28 @@ def _resolve(uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSys
 
 
 def read_manifest(uri: str, filesystem: pafs.FileSystem | None = None) -> dict | None:
-    """The dataset's manifest, or None when there is none."""
+    """The dataset's manifest, or None when there is none.
+
+    A manifest that is not a JSON object raises ``ValueError`` naming the file (never read as
+    "no manifest": that would silently fall back to reading every shard, uncommitted ones too)."""
     fs, root = _resolve(uri, filesystem)
     path = f"{root}/{MANIFEST_NAME}"
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return None
     with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
+        data = f.read()
+    return parse_manifest(data, f"{str(uri).rstrip('/')}/{MANIFEST_NAME}")
+
+
+def parse_manifest(data: bytes, where: str) -> dict:
+    """``manifest.json`` bytes -> dict; ``ValueError`` naming ``where`` when corrupt."""
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"dataset manifest {where}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("films", {}), dict):
+        raise ValueError(f"dataset manifest {where}: expected a JSON object with a 'films' object")
+    return manifest
 
 
 def committed_shards(manifest: dict) -> list[str]:

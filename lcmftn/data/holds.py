@@ -77,9 +77,6 @@ def changed_fraction_inks(a: np.ndarray, b: np.ndarray, tolerance_px: int) -> fl
     return (missing + added) / a.size
 
 
-_changed_from_inks = changed_fraction_inks  # NOTE: old private name, still imported by ingest
-
-
 def changed_fraction(prev: np.ndarray, cur: np.ndarray, cfg: HoldConfig | None = None) -> float:
     """Fraction of the frame's pixels whose ink differs between two line-art frames."""
     cfg = cfg or HoldConfig()

@@ -33,6 +33,7 @@ S3_PREFIX = "s3://"
 _GLOB_CHARS = "*?["
 _CONNECT_TIMEOUT_S = 5.0
 _REQUEST_TIMEOUT_S = 60.0
+_NOT_FOUND_CODES = ("404", "NoSuchKey", "NotFound")
 
 
 class StorageError(OSError):
@@ -186,7 +187,7 @@ def _s3_error(uri: str, exc: BaseException) -> StorageError:
         return StorageError(uri, "no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchKey", "NotFound"):
+        if code in _NOT_FOUND_CODES:
             return ObjectNotFoundError(uri, "no such object")
         if code == "NoSuchBucket":
             return ObjectNotFoundError(uri, "no such bucket")
@@ -273,7 +274,7 @@ def exists(uri: str | os.PathLike) -> bool:
             client.head_object(Bucket=bucket, Key=key)
             return True
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey", "NotFound"):
+            if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND_CODES:
                 raise _s3_error(uri, exc) from exc
         except Exception as exc:  # connection errors
             raise _s3_error(uri, exc) from exc
@@ -395,8 +396,9 @@ def delete_prefix(uri: str | os.PathLike) -> int:
     try:
         client.head_object(Bucket=bucket, Key=key)
         keys.append(key)
-    except ClientError:
-        pass
+    except ClientError as exc:  # only "no object at exactly this key" is fine (it is a prefix)
+        if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND_CODES:
+            raise _s3_error(uri, exc) from exc
     for i in range(0, len(keys), 1000):
         chunk = [{"Key": k} for k in keys[i : i + 1000]]
         _call_s3(uri, client.delete_objects, Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})

@@ -213,10 +213,16 @@ def register_checkpoint(run_id: str, checkpoint_dir: str | Path, model_name: str
     return str(mv.version)
 
 
-def _find_checkpoint_dir(root: Path) -> Path | None:
+def _find_checkpoint_dir(root: Path, uri: str) -> Path | None:
+    """The one checkpoint directory at or under ``root``; several are ambiguous (e.g. a Ray
+    run folder with one checkpoint per epoch) and raise instead of silently taking one."""
     if (root / "meta.json").is_file():
         return root
-    hits = sorted(p.parent for p in root.rglob("meta.json"))
+    hits = sorted({p.parent for p in root.rglob("meta.json")})
+    if len(hits) > 1:
+        names = ", ".join(str(h.relative_to(root)) for h in hits[:5])
+        raise ValueError(f"{uri}: holds {len(hits)} checkpoints ({names}{' ...' if len(hits) > 5 else ''}); "
+                         "pass the one to use")
     return hits[0] if hits else None
 
 
@@ -259,7 +265,7 @@ def resolve_model_uri(uri: str, local_dir: str | Path, tracking_uri: str | None 
         except Exception as e:
             raise ValueError(f"{uri}: cannot fetch the model from MLflow "
                              f"({type(e).__name__}: {str(e)[:300]})") from e
-        found = _find_checkpoint_dir(Path(path))
+        found = _find_checkpoint_dir(Path(path), uri)
     elif uri.startswith("s3://"):
         from lcmftn.integrations import storage
 
@@ -275,12 +281,16 @@ def resolve_model_uri(uri: str, local_dir: str | Path, tracking_uri: str | None 
         except OSError as e:  # pyarrow raises OSError subclasses for S3 failures
             shutil.rmtree(tmp, ignore_errors=True)
             raise ValueError(f"{uri}: cannot download the checkpoint ({e})") from e
-        found = _find_checkpoint_dir(tmp)
+        try:
+            found = _find_checkpoint_dir(tmp, uri)
+        except ValueError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     else:
         path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
         if not path.exists():
             raise ValueError(f"{uri}: no such checkpoint path")
-        found = _find_checkpoint_dir(path)
+        found = _find_checkpoint_dir(path, uri)
     if found is None:
         raise ValueError(f"{uri}: no checkpoint directory (meta.json + model.safetensors) found")
     return found

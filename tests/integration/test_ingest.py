@@ -292,3 +292,20 @@ def test_ray_job_submit(films, tmp_path):
         head.send_signal(signal.SIGTERM)
         head.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_bad_cli_values_and_corrupt_manifest_stop_before_ray(tmp_path, capsys):
+    # A typo in --lineart/--detector is a usage error, not one failed film per input.
+    for flag in ("--lineart", "--detector"):
+        with pytest.raises(SystemExit) as exc:
+            ingest.main(["--films", str(tmp_path / "f.mp4"), "--out", str(tmp_path / "o"), flag, "nope"])
+        assert exc.value.code == 2
+        assert "invalid choice: 'nope'" in capsys.readouterr().err
+    # A corrupt manifest is named and left alone (rewriting it would forget committed films).
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / MANIFEST_NAME).write_text('{"films": {"alpha": {"status": "ok"')
+    assert ingest.main(["--films", str(tmp_path / "f.mp4"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / MANIFEST_NAME}" in err and "not valid JSON" in err
+    assert (out / MANIFEST_NAME).read_text() == '{"films": {"alpha": {"status": "ok"'

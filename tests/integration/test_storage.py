@@ -123,3 +123,26 @@ def test_wrong_credentials_are_refused(local_s3, monkeypatch):
 def test_missing_bucket_is_named(s3_env):
     with pytest.raises(storage.StorageError, match="no-such-bucket"):
         storage.check_reachable("s3://no-such-bucket/x")
+
+
+def test_delete_prefix_does_not_swallow_a_refused_head(s3_env, monkeypatch):
+    # Only "no object at this exact key" may be ignored; a refusal must surface, and nothing
+    # is deleted on the strength of a check that did not run.
+    from botocore.exceptions import ClientError
+
+    uri = s3_env.uri(f"del-{time.monotonic_ns()}")
+    storage.write_bytes_atomic(storage.join(uri, "a.bin"), b"A")
+    real = storage.s3_client()
+
+    class RefusingHead:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def head_object(self, **kw):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "HeadObject")
+
+    with monkeypatch.context() as m, pytest.raises(storage.StorageError, match="access denied"):
+        m.setattr(storage, "s3_client", lambda: RefusingHead())
+        storage.delete_prefix(uri)
+    assert storage.read_bytes(storage.join(uri, "a.bin")) == b"A"
+    assert storage.delete_prefix(uri) == 1 and not storage.exists(uri)

@@ -104,3 +104,23 @@ def test_local_server_with_seaweedfs_artifacts_starts_logs_and_stops(s3_env, ckp
     else:
         os.killpg(pid, signal.SIGKILL)
         pytest.fail("mlflow server process group still alive after stop()")
+
+
+def test_a_folder_with_several_checkpoints_is_ambiguous(ckpt_dir, tmp_path):
+    # e.g. a Ray run folder (one checkpoint per epoch): never silently pick one of them.
+    import shutil
+
+    run = tmp_path / "run"
+    for epoch in (1, 2):
+        shutil.copytree(ckpt_dir, run / f"epoch{epoch:04d}" / "model")
+    with pytest.raises(ValueError, match=r"holds 2 checkpoints \(epoch0001/model, epoch0002/model\)"):
+        tracking.resolve_model_uri(str(run), tmp_path / "dl")
+    assert tracking.resolve_model_uri(str(run / "epoch0002"), tmp_path / "dl") == run / "epoch0002" / "model"
+
+
+def test_server_cli_refuses_detach_with_seaweedfs_before_starting_anything(tmp_path, capsys):
+    from infra.local.mlflow_server import main
+
+    assert main(["start", "--dir", str(tmp_path / "srv"), "--detach", "--with-seaweedfs"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+    assert not (tmp_path / "srv" / "seaweedfs").exists()  # no S3 server was started and dropped

@@ -111,6 +111,16 @@ def test_missing_dataset_and_corrupt_shard(tmp_path, dataset):
         load_frames(str(dataset))
 
 
+def test_corrupt_manifest_is_named_not_read_as_no_manifest(dataset):
+    # A truncated manifest must not fall back to "read every shard" (uncommitted ones too).
+    (dataset / MANIFEST_NAME).write_text('{"films": {"a": ')
+    with pytest.raises(ValueError, match=r"manifest\.json: not valid JSON"):
+        load_frames(str(dataset))
+    (dataset / MANIFEST_NAME).write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        load_frames(str(dataset))
+
+
 def test_window_pair_dataset_items_and_augmentation(dataset):
     shots = load_frames(str(dataset))
     ds = WindowPairDataset(shots, WindowConfig(width_frames=40, stride_frames=5), image_size_px=16, seed=1)

@@ -137,3 +137,13 @@ def test_driver_checks_count_what_the_workers_will_sample(tmp_path):
     params = train.run_params(spec)
     assert params["data.version"] == "test-v1" and params["window.width_frames"] == 6
     assert params["vgg_source"].startswith("random init") and "git_commit" in params
+
+
+def test_driver_refuses_a_corrupt_manifest_naming_it(tmp_path):
+    from workflows import train
+
+    root = write_tiny_dataset(tmp_path / "d", films=1, shots_per_film=3, frames_per_shot=12,
+                              size_px=32, seed=3)
+    (root / "manifest.json").write_text("{not json")
+    with pytest.raises(train.BadInput, match=r"manifest\.json: not valid JSON"):
+        train.plan(["--data", str(root), "--recipe", "smoke", "--storage", str(tmp_path / "r")])
