@@ -56,16 +56,18 @@ def save_checkpoint(directory: str | Path, model: nn.Module, system: str, config
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    old = None
     try:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"system": system, "format": str(FORMAT)})
         (tmp / META_FILE).write_text(meta_text)  # manifest last
-        old = None
         if directory.exists():
             old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
             directory.rename(old)
         tmp.rename(directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not directory.exists():
+            old.rename(directory)  # the swap failed half way: put the previous checkpoint back
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -289,10 +289,12 @@ def sample_grid_for(state: TrainState, sequences: Sequence[EvalClip], rows: int)
 def model_config_dict(state: TrainState) -> dict[str, Any]:
     """Generator config as saved in ``meta.json`` (what ``build_generator_from_config`` reads)."""
     gen = state.bare_generator
-    cfg = getattr(gen, "config", None) or getattr(gen, "cfg", None)
-    if cfg is not None and hasattr(cfg, "__dataclass_fields__"):
-        return asdict(cfg)
-    return asdict(registry.generator_config(state.cfg.system, state.cfg.model_size))
+    cfg = getattr(gen, "config", None)
+    # NOTE: no fallback to the registry preset: it would drop overrides (e.g. e_i_weights) and
+    # write a meta.json that does not describe the saved weights.
+    if cfg is None or not hasattr(cfg, "__dataclass_fields__"):
+        raise TypeError(f"{type(gen).__name__} has no dataclass .config; cannot save a checkpoint")
+    return asdict(cfg)
 
 
 def save_training_checkpoint(state: TrainState, directory: str | Path,
@@ -317,17 +319,26 @@ def save_training_checkpoint(state: TrainState, directory: str | Path,
     tmp = directory / (TRAIN_STATE_FILE + ".tmp")
     torch.save(train_state, tmp)
     tmp.replace(directory / TRAIN_STATE_FILE)
-    (directory / "progress.json").write_text(json.dumps({"epoch": state.epoch, "step": state.step}))
+    tmp = directory / "progress.json.tmp"
+    tmp.write_text(json.dumps({"epoch": state.epoch, "step": state.step}))
+    tmp.replace(directory / "progress.json")
     return directory
 
 
 def load_training_checkpoint(state: TrainState, directory: str | Path) -> None:
     """Restore generator, discriminator, optimisers and counters from ``directory``."""
     directory = Path(directory)
-    model, _meta = ckpt_io.load_checkpoint(directory / MODEL_SUBDIR, map_location="cpu")
-    state.bare_generator.load_state_dict(model.state_dict())
+    model, meta = ckpt_io.load_checkpoint(directory / MODEL_SUBDIR, map_location="cpu")
     # weights_only=True: tensors and plain containers only, nothing executable is unpickled.
     ts = torch.load(directory / TRAIN_STATE_FILE, map_location=state.device, weights_only=True)
+    # model/ and train_state.pt are written one after the other: a save cut off between the two
+    # leaves weights and optimiser/counters of different steps. Refuse instead of mixing them.
+    model_step = meta["extra"].get("step")
+    if model_step is not None and int(model_step) != int(ts["step"]):
+        raise ckpt_io.CheckpointError(
+            f"checkpoint {directory}: {MODEL_SUBDIR}/ is from step {model_step} but "
+            f"{TRAIN_STATE_FILE} from step {int(ts['step'])} (an interrupted save?)")
+    state.bare_generator.load_state_dict(model.state_dict())
     state.opt_g.load_state_dict(ts["opt_g"])
     if state.discriminator is not None and "discriminator" in ts:
         unwrap(state.discriminator).load_state_dict(ts["discriminator"])

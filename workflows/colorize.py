@@ -217,7 +217,12 @@ def load_shots(spec: str | None, n_frames: int, detect_source: Path | list[np.nd
         except json.JSONDecodeError as err:
             raise ValueError(f"--shots {spec[:80]}: not a JSON file or JSON text ({err})") from err
         raw = data["shots"] if isinstance(data, dict) else data
-        shots = [(int(s[0]), int(s[1])) for s in raw]
+        try:  # [[start, end], ...] or [{"start": s, "end": e}, ...] (`lcmftn shots --json`)
+            shots = [(int(s["start"]), int(s["end"])) if isinstance(s, dict) else (int(s[0]), int(s[1]))
+                     for s in raw]
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ValueError(f"--shots {spec[:80]}: entries must be [start, end] pairs or "
+                             f"{{\"start\": s, \"end\": e}} objects ({err!r})") from err
     else:
         from lcmftn.data.shots import detect_shots
 

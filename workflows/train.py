@@ -405,14 +405,15 @@ def run(spec: JobSpec) -> dict[str, Any]:
     trainer = build_trainer(spec, loop_config(spec, tracking_uri, run_id))
     try:
         result = trainer.fit()
+        final = {k: v for k, v in (result.metrics or {}).items()
+                 if isinstance(v, (int, float)) and math.isfinite(v)}
+        # NOTE: inside the try: a failed registration must not leave the run RUNNING forever.
+        model_uri, version = register_final(spec, result.checkpoint, run_id, tracking_uri, final)
+        if model_uri:
+            tracking.set_tags(run_id, {"model_uri": model_uri}, tracking_uri)
     except BaseException:
         tracking.end_run(run_id, "FAILED", tracking_uri)
         raise
-    final = {k: v for k, v in (result.metrics or {}).items()
-             if isinstance(v, (int, float)) and math.isfinite(v)}
-    model_uri, version = register_final(spec, result.checkpoint, run_id, tracking_uri, final)
-    if model_uri:
-        tracking.set_tags(run_id, {"model_uri": model_uri}, tracking_uri)
     tracking.end_run(run_id, "FINISHED", tracking_uri)
     return summary_line(spec, run_id, result, model_uri, version, time.perf_counter() - t0)
 

@@ -248,7 +248,8 @@ def resolve_model_uri(uri: str, local_dir: str | Path, tracking_uri: str | None 
 
     Accepts ``models:/name@alias``, ``models:/name/version``, ``runs:/<run_id>/<path>``, an
     ``s3://`` checkpoint prefix (downloaded into ``local_dir``) or a local checkpoint path
-    (returned as is). Raises ``ValueError`` naming the URI when it holds no checkpoint.
+    (returned as is). Raises ``ValueError`` naming the URI when it holds no checkpoint, or
+    several (e.g. a Ray run folder: pass the checkpoint to use).
     """
     local_dir = Path(local_dir)
     if uri.startswith(("models:/", "runs:/")):

@@ -166,6 +166,10 @@ def load_sketch_net(path: str) -> SketchFeatureNet:
     missing = set(net.state_dict()) - set(state)
     if missing:
         raise ValueError(f"E_I weights {path!r}: missing tensors {sorted(missing)}")
+    bad = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+           for k, v in net.state_dict().items() if state[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"E_I weights {path!r}: wrong tensor shapes: {', '.join(bad[:3])}")
     net.load_state_dict({k: state[k] for k in net.state_dict()})
     net.requires_grad_(False).eval()
     return net

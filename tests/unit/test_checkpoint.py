@@ -64,6 +64,26 @@ def test_overwrite_is_atomic_and_leaves_no_temporaries(tmp_path) -> None:
     assert not (tmp_path / "other").exists() and [p.name for p in tmp_path.iterdir()] == ["ckpt"]
 
 
+def test_a_swap_failing_half_way_puts_the_old_checkpoint_back(tmp_path, monkeypatch) -> None:
+    import pathlib
+
+    _save(tmp_path, "lcmftn")
+    real_rename = pathlib.Path.rename
+
+    def rename(self, target):  # the old checkpoint moves aside, then the new one cannot move in
+        if self.name.startswith(".ckpt.tmp-"):
+            raise OSError("disk gone")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(pathlib.Path, "rename", rename)
+    G2 = registry.build_generator("tcvc", "tiny")
+    with pytest.raises(OSError, match="disk gone"):
+        save_checkpoint(tmp_path / "ckpt", G2, "tcvc", dataclasses.asdict(G2.config))
+    monkeypatch.undo()
+    assert read_meta(tmp_path / "ckpt")["system"] == "lcmftn"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
 def test_missing_and_corrupt_files(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="no such directory"):
         load_checkpoint(tmp_path / "nope")

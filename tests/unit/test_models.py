@@ -130,6 +130,12 @@ def test_frozen_e_i_from_file(tmp_path) -> None:
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="bad.safetensors"):
         registry.build_generator("lcmftn", "tiny", e_i_weights=str(bad))
+    wrong = tmp_path / "wrong.safetensors"  # right names, a transposed conv1_1
+    state = {k: v.contiguous() for k, v in SketchFeatureNet().state_dict().items()}
+    state["conv1_1.weight"] = state["conv1_1.weight"].transpose(0, 1).contiguous()
+    save_file(state, str(wrong))
+    with pytest.raises(ValueError, match=r"wrong.safetensors.*conv1_1.weight \(3, 64, 3, 3\)"):
+        registry.build_generator("lcmftn", "tiny", e_i_weights=str(wrong))
 
 
 def _cel_pairs(n: int, S: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -108,3 +108,14 @@ def test_episode_stats_drops_the_borrowed_frame():
     got = job.episode_stats(stats, start=10, off=1, borrowed=30)
     assert got["frames"] == 3 and got["key"] == 0 and got["keyframes"] == [] and got["flagged"] == [11]
     assert [(f["i"], f["ref"]) for f in got["per_frame"]] == [(10, 30), (11, 10), (12, 11)]
+
+
+def test_load_shots_accepts_lcmftn_shots_json(tmp_path):
+    # What `lcmftn shots VIDEO --json` prints must be usable as --shots as is.
+    printed = {"frames": 10, "fps": 24.0, "shots": [{"start": 0, "end": 4}, {"start": 4, "end": 10}]}
+    path = tmp_path / "shots.json"
+    path.write_text(json.dumps(printed))
+    assert job.load_shots(str(path), 10, []) == [(0, 4), (4, 10)]
+    assert job.load_shots("[[0, 4], [4, 10]]", 10, []) == [(0, 4), (4, 10)]
+    with pytest.raises(ValueError, match="entries must be"):
+        job.load_shots('{"shots": [{"begin": 0}]}', 10, [])

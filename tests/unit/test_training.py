@@ -104,6 +104,25 @@ def test_other_systems_take_steps(tiny, tmp_path, system):
     assert again.step == 1
 
 
+def test_half_written_checkpoint_is_refused_not_mixed(tiny, tmp_path):
+    # A save cut off between model/ and train_state.pt: weights of step 2, optimiser of step 1.
+    import shutil
+
+    cfg, pairs, _ = tiny
+    state = training.build_train_state(_fast(cfg), "cpu")
+    batch = next(iter(torch.utils.data.DataLoader(pairs, batch_size=2)))
+    training.train_step(state, batch)
+    training.save_training_checkpoint(state, tmp_path / "c")
+    shutil.copy(tmp_path / "c" / training.TRAIN_STATE_FILE, tmp_path / "old.pt")
+    training.train_step(state, batch)
+    training.save_training_checkpoint(state, tmp_path / "c")
+    assert json.loads((tmp_path / "c" / "progress.json").read_text())["step"] == 2
+    shutil.copy(tmp_path / "old.pt", tmp_path / "c" / training.TRAIN_STATE_FILE)
+    fresh = training.build_train_state(_fast(cfg), "cpu")
+    with pytest.raises(ckpt_io.CheckpointError, match="model/ is from step 2 but train_state.pt from step 1"):
+        training.load_training_checkpoint(fresh, tmp_path / "c")
+
+
 def test_epoch_batches_repeats_short_passes_and_rejects_empty_data():
     data = [[1], [2], [3]]
     assert list(training.epoch_batches(lambda rep: data, 7)) == (data * 3)[:7]
