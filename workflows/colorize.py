@@ -216,8 +216,8 @@ def load_shots(spec: str | None, n_frames: int, detect_source: Path | list[np.nd
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"--shots {spec[:80]}: not a JSON file or JSON text ({err})") from err
-        raw = data["shots"] if isinstance(data, dict) else data
         try:  # [[start, end], ...] or [{"start": s, "end": e}, ...] (`lcmftn shots --json`)
+            raw = data["shots"] if isinstance(data, dict) else data
             shots = [(int(s["start"]), int(s["end"])) if isinstance(s, dict) else (int(s[0]), int(s[1]))
                      for s in raw]
         except (KeyError, IndexError, TypeError, ValueError) as err:

@@ -119,3 +119,5 @@ def test_load_shots_accepts_lcmftn_shots_json(tmp_path):
     assert job.load_shots("[[0, 4], [4, 10]]", 10, []) == [(0, 4), (4, 10)]
     with pytest.raises(ValueError, match="entries must be"):
         job.load_shots('{"shots": [{"begin": 0}]}', 10, [])
+    with pytest.raises(ValueError, match="entries must be"):
+        job.load_shots('{"cuts": [4]}', 10, [])
