@@ -39,10 +39,10 @@ demo: install
 	$(BIN)/python -m workflows.demo --out demo-out
 
 bench: install
-	$(BIN)/python -m workflows.benchmark model --quick
-	$(BIN)/python -m workflows.benchmark ingest
-	$(BIN)/python -m workflows.benchmark train
-	$(BIN)/python -m workflows.benchmark colorize
+	$(BIN)/python -m workflows.benchmark model --quick --timer cpu
+	$(BIN)/python -m workflows.benchmark ingest --film-size 720
+	$(BIN)/python -m workflows.benchmark train --recipe cpu-small --steps 15
+	$(BIN)/python -m workflows.benchmark colorize lockstep --size 64 --full-size 240 --model-size tiny --batch-size 1 4 8
 
 clean:
 	rm -rf demo-out .pytest_cache
