@@ -162,7 +162,13 @@ def read_keyframes(refs: Path, n_frames: int, size_hw: tuple[int, int], policy: 
     """Keyframes ``{frame index: RGB uint8 [H, W, 3]}`` from images named by frame index
     (the last integer of the file name: ``000120.png``, ``key_120.jpg``). Returns
     (keyframes, warnings, errors); every problem names the file."""
-    from lcmftn.data.video import VideoReadError, list_image_files, read_image, to_rgb
+    from lcmftn.data.video import (
+        VideoReadError,
+        frame_index_from_name,
+        list_image_files,
+        read_image,
+        to_rgb,
+    )
 
     files = list_image_files(refs) if refs.is_dir() else [refs]
     keys: dict[int, np.ndarray] = {}
@@ -170,11 +176,10 @@ def read_keyframes(refs: Path, n_frames: int, size_hw: tuple[int, int], policy: 
     errors: list[str] = []
     H, W = size_hw
     for f in files:
-        digits = "".join(c if c.isdigit() else " " for c in f.stem).split()
-        if not digits:
+        idx = frame_index_from_name(f.stem)  # the same rule that orders image folders
+        if idx < 0:
             errors.append(f"keyframe {f}: no frame index in the file name (name it e.g. 000120.png)")
             continue
-        idx = int(digits[-1])
         if idx >= n_frames:
             errors.append(f"keyframe {f}: frame {idx} is beyond the episode's {n_frames} frames")
             continue
@@ -344,14 +349,9 @@ class Output:
         return storage.join(self.uri, rel)
 
     def write(self, rel: str, data: bytes) -> None:
-        if storage.is_s3(self.uri):
-            storage.write_bytes_atomic(self.path(rel), data)
-            return
-        dst = Path(self.path(rel))
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, dst)  # NOTE: no fsync: we guard against crashes of the job, not power loss
+        """``storage.write_bytes_atomic``: local tmp + fsync + rename, s3 one PUT; a failure is
+        a ``StorageError`` (an ``OSError``) naming the file."""
+        storage.write_bytes_atomic(self.path(rel), data)
 
     def read(self, rel: str) -> bytes | None:
         try:

@@ -522,8 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap  # fmt: skip
 
 
+def check_uris(films: list[str], out: str) -> None:
+    """Usage check before anything starts: every ``s3://`` URI must name a bucket
+    (``s3://`` and ``s3:///x`` do not). ValueError naming the option and the URI."""
+    for opt, uri in [*(("--films", f) for f in films), ("--out", out)]:
+        if storage.is_s3(uri):
+            try:
+                storage.split_s3(uri)
+            except ValueError:
+                raise ValueError(f"{opt} {uri!r}: s3 URI without a bucket "
+                                 "(expected s3://BUCKET/PREFIX)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_uris(args.films, args.out)
+    except ValueError as exc:
+        parser.error(str(exc))  # usage error: exit 2, before Ray starts
     from workflows.common import setup_logging
 
     setup_logging(args.verbose)

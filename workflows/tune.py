@@ -163,13 +163,48 @@ def main(argv: list[str] | None = None) -> int:
                          gpus_per_worker=args.gpus_per_trial, cpus_per_worker=args.cpus_per_trial,
                          run_name=args.name, storage=args.storage, experiment=args.experiment,
                          register_as=args.register_as, max_failures=1)
+        name = (args.name
+                or f"tune-{base.cfg.system}-{base.cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_sweep_name(base, name, args.resume)  # before Ray starts
     except BadInput as e:
         print(f"tune: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    name = args.name or f"tune-{base.cfg.system}-{base.cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = sweep(base, args, name)
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def _sweep_location(base: JobSpec, name: str) -> tuple[str, str, Any]:
+    """(sweep URI, Tune's storage path, pyarrow filesystem or None for local)."""
+    from lcmftn.integrations import storage
+
+    sweep_uri = storage.join(base.storage_uri, name)
+    fs, sweep_path = None, base.storage_uri
+    if storage.is_s3(base.storage_uri):
+        fs = base.storage_fs or storage.filesystem_for(base.storage_uri)[0]
+        sweep_path = storage.filesystem_for(base.storage_uri)[1]
+    return sweep_uri, sweep_path, fs
+
+
+def check_sweep_name(base: JobSpec, name: str, resume: bool) -> bool:
+    """Pre-flight (no Ray needed): whether ``<storage>/<name>`` holds a restorable Tune
+    experiment (its ``tuner.pkl``, as ``Tuner.can_restore`` checks). An existing sweep
+    without ``resume`` is :class:`BadInput` naming it, so a re-used name never overwrites
+    or mixes into an old sweep."""
+    from ray.tune import Tuner  # NOTE: importing Tune does not start Ray
+
+    from lcmftn.integrations import storage
+
+    sweep_uri, sweep_path, fs = _sweep_location(base, name)
+    try:
+        restorable = Tuner.can_restore(storage.join(sweep_path, name) if fs else sweep_uri,
+                                       storage_filesystem=fs)
+    except OSError as exc:
+        raise BadInput(f"cannot check sweep storage {sweep_uri}: {exc}") from exc
+    if restorable and not resume:
+        raise BadInput(f"sweep {sweep_uri} exists; pass --resume to continue it "
+                       "or choose another --name")
+    return restorable
 
 
 def sweep(base: JobSpec, args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -180,16 +215,9 @@ def sweep(base: JobSpec, args: argparse.Namespace, name: str) -> dict[str, Any]:
     from workflows.common import ensure_ray
 
     t0 = time.perf_counter()
-    sweep_uri = storage.join(base.storage_uri, name)
-    fs, sweep_path = None, base.storage_uri
-    if storage.is_s3(base.storage_uri):
-        fs, sweep_path = base.storage_fs, storage.filesystem_for(base.storage_uri)[1]
+    sweep_uri, sweep_path, fs = _sweep_location(base, name)
+    restorable = check_sweep_name(base, name, args.resume)
     ensure_ray()
-    restorable = tune.Tuner.can_restore(storage.join(sweep_path, name) if fs else sweep_uri,
-                                        storage_filesystem=fs)
-    if restorable and not args.resume:
-        raise SystemExit(f"tune: error: sweep {sweep_uri} exists; pass --resume to continue it "
-                         "or choose another --name")
     tracking_uri = tracking.default_tracking_uri()
     parent = tracking.start_run(base.experiment, name, tracking_uri,
                                 tags={"tune.sweep": name, "system": base.cfg.system})

@@ -213,8 +213,34 @@ class LocalS3:
                 "ports": self.ports, "data_dir": str(self.data_dir)}  # fmt: skip
 
 
+def process_cmdline(pid: int) -> list[str] | None:
+    """The argv of process ``pid`` (None when there is no such process)."""
+    proc_file = Path(f"/proc/{pid}/cmdline")
+    if Path("/proc/self/cmdline").exists():
+        try:
+            raw = proc_file.read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    # NOTE: no /proc (macOS): ask ps.
+    res = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
+    return res.stdout.split() if res.returncode == 0 and res.stdout.strip() else None
+
+
+def is_weed_process(pid: int) -> bool:
+    """True if ``pid`` runs the ``weed`` binary (argv[0], or argv[1] under an interpreter).
+    A pid from an old state file may since have been reused by an unrelated process."""
+    argv = process_cmdline(pid)
+    return bool(argv) and any(Path(a).name.startswith("weed") for a in argv[:2])
+
+
 def stop_pid(pid: int, timeout_s: float = 25.0, proc: subprocess.Popen | None = None) -> bool:
-    """SIGTERM ``pid``, wait up to ``timeout_s``, then SIGKILL. True if it was running."""
+    """SIGTERM ``pid``, wait up to ``timeout_s``, then SIGKILL. True if it was running.
+
+    Without ``proc`` (a pid read from a state file) nothing is signalled unless the pid is
+    still a ``weed`` process (:func:`is_weed_process`); False then."""
+    if proc is None and not is_weed_process(pid):
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -257,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "start":
         if state_path.exists():
             old = json.loads(state_path.read_text())
-            if _alive(old.get("pid")):
+            if _alive(old.get("pid")) and is_weed_process(int(old["pid"])):
                 print(f"already running (pid {old['pid']}, {old['endpoint']}); env in {state_path.parent / ENV_FILE}", file=sys.stderr)
                 return 1
         s3 = LocalS3(args.dir, bucket=args.bucket, port=args.port).start(detach=True)
@@ -275,10 +301,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no server state in {state_path}", file=sys.stderr)
         return 1
     state = json.loads(state_path.read_text())
-    was_running = stop_pid(int(state["pid"]))
+    pid = int(state["pid"])
+    if _alive(pid) and not is_weed_process(pid):
+        # NOTE: the server is gone and its pid was reused: never signal the new owner.
+        argv = " ".join(process_cmdline(pid) or [])[:200]
+        msg = (f"pid {pid} from {state_path} is not a weed process (it runs {argv!r}): "
+               "stale state, not signalling it; state removed")
+    else:
+        was_running = stop_pid(pid)
+        msg = f"stopped pid {pid}" if was_running else f"pid {pid} was not running"
     state_path.unlink()
     (state_path.parent / ENV_FILE).unlink(missing_ok=True)
-    print(f"stopped pid {state['pid']}" if was_running else f"pid {state['pid']} was not running", file=sys.stderr)
+    print(msg, file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,9 @@ Design decisions:
   colorization wants the whole frame: training takes random crops, inference pads).
 * :func:`write_video` writes H.264 (libx264, yuv420p) atomically: a hidden temporary file in the
   destination folder, renamed into place only when the encoder has flushed. yuv420p needs even
-  sizes: an odd width/height is padded by repeating the last column/row.
+  sizes: an odd width/height is padded by repeating the last column/row. Only containers that
+  hold H.264 are written (``WRITE_EXTENSIONS``); ``.webm`` (VP8/VP9/AV1 only) is readable but
+  refused for writing with a ``ValueError`` naming the file, before anything is encoded.
 * Bad input (missing, empty, non-video, truncated) raises :class:`VideoReadError`, a
   ``ValueError`` whose message names the file and the problem.
 """
@@ -34,6 +36,9 @@ import cv2
 import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v")
+# Suffix -> FFmpeg muxer for write_video (containers that can hold H.264).
+WRITE_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
+WRITE_EXTENSIONS = tuple(WRITE_FORMATS)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CROP_POLICIES = ("none", "center")
 DEFAULT_FOLDER_FPS = 24.0  # image folders carry no frame rate
@@ -103,15 +108,20 @@ def resize_image(img: np.ndarray, size_px: int | None, crop: str = "none") -> np
     return img
 
 
-def _last_int(stem: str) -> int:
+def frame_index_from_name(stem: str) -> int:
+    """The frame number a file stem carries: its last run of digits (``"f0012"`` -> 12,
+    ``"shot3_f10"`` -> 10); -1 when it has none. Image folders are ordered by this."""
     nums = re.findall(r"\d+", stem)
     return int(nums[-1]) if nums else -1
+
+
+_last_int = frame_index_from_name  # NOTE: old private name, kept for existing callers
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
     """Image files of a frame folder, sorted by the last integer in their stem, then by name."""
     files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-    return sorted(files, key=lambda p: (_last_int(p.stem), p.name))
+    return sorted(files, key=lambda p: (frame_index_from_name(p.stem), p.name))
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -289,11 +299,14 @@ def write_video(
 ) -> int:
     """Write uint8 RGB ``[H,W,3]`` (or gray ``[H,W]``) frames as H.264 yuv420p; returns the count.
 
-    The container follows the suffix (``.mp4``, ``.mkv``, ``.mov``, ``.avi``). The file appears
+    The container follows the suffix (``WRITE_EXTENSIONS``: ``.mp4``, ``.m4v``, ``.mkv``, ``.mov``,
+    ``.avi``); any other suffix (e.g. ``.webm``, whose muxer takes no H.264) raises a
+    ``ValueError`` naming the file before anything is encoded. The file appears
     only when complete (temp file + ``os.replace``). ``crf`` 0 is lossless in luma (chroma is
     still 4:2:0-subsampled). All frames must have the size of the first one.
     """
     path = Path(path)
+    fmt = _container_format(path)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +314,7 @@ def write_video(
     rate = Fraction(fps).limit_denominator(1001)
     count = 0
     try:
-        with av.open(str(tmp), mode="w", format=_container_format(path)) as container:
+        with av.open(str(tmp), mode="w", format=fmt) as container:
             stream = None
             for img in frames:
                 img = _even(to_rgb(np.asarray(img, dtype=np.uint8)))
@@ -327,5 +340,11 @@ def write_video(
 
 
 def _container_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    return {".mkv": "matroska", ".mov": "mov", ".avi": "avi", ".webm": "webm"}.get(suffix, "mp4")
+    """The muxer for ``path``'s suffix; ValueError naming the file for containers without H.264."""
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"cannot write video {path}: container {path.suffix or '(no suffix)'!r} cannot hold "
+            f"H.264; use one of {', '.join(WRITE_EXTENSIONS)}"
+        )
+    return fmt

@@ -309,3 +309,26 @@ def test_bad_cli_values_and_corrupt_manifest_stop_before_ray(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{out / MANIFEST_NAME}" in err and "not valid JSON" in err
     assert (out / MANIFEST_NAME).read_text() == '{"films": {"alpha": {"status": "ok"'
+
+
+@pytest.mark.parametrize("films, out, bad", [
+    (["s3:///x.mp4"], "OUT", "s3:///x.mp4"),
+    (["FILM"], "s3://", "s3://"),
+    (["FILM"], "s3:///datasets/v1", "s3:///datasets/v1"),
+])
+def test_s3_uri_without_bucket_is_a_usage_error_before_ray(tmp_path, capsys, monkeypatch,
+                                                           films, out, bad):
+    import workflows.common
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray must not start for a usage error")
+
+    monkeypatch.setattr(workflows.common, "ensure_ray", no_ray)
+    subst = {"OUT": str(tmp_path / "o"), "FILM": str(tmp_path / "f.mp4")}
+    films = [subst.get(f, f) for f in films]
+    with pytest.raises(SystemExit) as exc:
+        ingest.main(["--films", *films, "--out", subst.get(out, out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert repr(bad) in err and "without a bucket" in err
+    assert not (tmp_path / "o").exists()

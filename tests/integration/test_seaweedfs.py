@@ -73,3 +73,40 @@ def test_cli_start_env_round_trip_stop(tmp_path):
         time.sleep(0.1)
     assert not _alive(pid)
     assert not (d / STATE_FILE).exists() and not (d / "env.sh").exists()
+
+
+def test_stop_never_signals_a_reused_pid(tmp_path):
+    """A stale state file whose pid now belongs to another program: `stop` leaves it alone."""
+    from infra.local.seaweedfs import ENV_FILE, is_weed_process, main, stop_pid
+
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / STATE_FILE).write_text(json.dumps({"pid": other.pid, "endpoint": "x"}))
+        (tmp_path / ENV_FILE).write_text("export AWS_ENDPOINT_URL=x\n")
+        assert not is_weed_process(other.pid)
+        assert stop_pid(other.pid, timeout_s=1) is False
+        proc = subprocess.run([sys.executable, "-m", "infra.local.seaweedfs", "stop",
+                               "--dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert f"pid {other.pid}" in proc.stderr and "not a weed process" in proc.stderr
+        assert "sleep" in proc.stderr and str(tmp_path / STATE_FILE) in proc.stderr
+        time.sleep(0.2)
+        assert other.poll() is None, "the unrelated process must not be signalled"
+        assert not (tmp_path / STATE_FILE).exists() and not (tmp_path / ENV_FILE).exists()
+        assert main(["stop", "--dir", str(tmp_path)]) == 1  # no state left
+    finally:
+        other.kill()
+        other.wait()
+    # A process that does run `weed` (here a stand-in script of that name) is recognised.
+    fake = tmp_path / "weed"
+    fake.write_text("import time\ntime.sleep(60)\n")
+    weed = subprocess.Popen([sys.executable, str(fake)])
+    try:
+        time.sleep(0.2)
+        assert is_weed_process(weed.pid)
+        assert stop_pid(weed.pid, timeout_s=10) is True
+        weed.wait(timeout=10)
+    finally:
+        weed.kill()
+        weed.wait()

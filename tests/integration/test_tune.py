@@ -13,6 +13,37 @@ from workflows import tune
 pytestmark = pytest.mark.integration
 
 
+def test_reused_sweep_name_is_bad_input_before_ray_starts(tmp_path, capsys, monkeypatch):
+    """Pre-flight: an existing experiment state under <storage>/<name> without --resume is
+    exit 2 naming the sweep, and Ray is never started (fast: no sweep runs)."""
+    import workflows.common
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray must not start for bad input")
+
+    monkeypatch.setattr(workflows.common, "ensure_ray", no_ray)
+    data = write_tiny_dataset(tmp_path / "ds", shots_per_film=5, frames_per_shot=24, size_px=32)
+    runs = tmp_path / "runs"
+    argv = ["--data", str(data), "--recipe", "smoke", "--num-samples", "2", "--name", "old",
+            "--storage", str(runs), "--set", "loss.vgg_weights=none", "--set",
+            "loss.lambda_vgg=0"]
+    base = tune.make_spec(data=str(data), recipe_name="smoke", model=None,
+                          overrides=["loss.vgg_weights=none", "loss.lambda_vgg=0"], workers=1,
+                          gpus_per_worker=0, cpus_per_worker=None, run_name="old",
+                          storage=str(runs), experiment="x", register_as=None, max_failures=1)
+    assert tune.check_sweep_name(base, "old", resume=False) is False  # nothing there yet
+    (runs / "old").mkdir(parents=True)
+    assert tune.check_sweep_name(base, "old", resume=False) is False  # a folder is no state
+    (runs / "old" / "tuner.pkl").write_bytes(b"state")  # what Tuner.can_restore looks for
+    assert tune.check_sweep_name(base, "old", resume=True) is True
+    assert tune.check_sweep_name(base, "new", resume=False) is False
+    with pytest.raises(tune.BadInput, match="pass --resume"):
+        tune.check_sweep_name(base, "old", resume=False)
+    assert tune.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tune: error: sweep ") and str(runs / "old") in err
+
+
 def test_two_trial_smoke_sweep_with_nested_runs(ray_local, mlflow_client, mlflow_tracking,
                                                 tmp_path, capsys):
     data = write_tiny_dataset(tmp_path / "ds", shots_per_film=5, frames_per_shot=24, size_px=32,
@@ -52,10 +83,12 @@ def test_two_trial_smoke_sweep_with_nested_runs(ray_local, mlflow_client, mlflow
     best_child = [c for c in children if c.info.run_name == f"trial_{summary['best_trial']}"][0]
     assert version.run_id == best_child.info.run_id
 
-    # Same name without --resume is refused; with --resume the finished sweep is restored
-    # (nothing left to run) and reported again under the same parent run.
-    with pytest.raises(SystemExit, match="pass --resume"):
-        tune.main(argv)
+    # Same name without --resume is bad input (exit 2); with --resume the finished sweep is
+    # restored (nothing left to run) and reported again under the same parent run.
+    capsys.readouterr()
+    assert tune.main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "runs" / "sweep") in err and "pass --resume" in err
     assert tune.main([*argv, "--resume", "--register-as", "none"]) == 0
     again = json.loads([ln for ln in capsys.readouterr().out.splitlines()
                         if ln.startswith("{")][-1])

@@ -156,3 +156,28 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
         c.mux(s.encode(None))
     with pytest.raises(VideoReadError, match="no video stream"):
         read_frames(path)
+
+
+@pytest.mark.parametrize("name", ["clip.webm", "clip.gif", "clip"])
+def test_write_video_refuses_containers_without_h264_naming_the_file(tmp_path, name):
+    path = tmp_path / "sub" / name
+    pulled = []
+
+    def frames():
+        pulled.append(1)
+        yield np.zeros((16, 16, 3), np.uint8)
+
+    with pytest.raises(ValueError) as err:
+        write_video(path, frames(), fps=24)
+    msg = str(err.value)
+    assert str(path) in msg and ".mp4" in msg and ".mkv" in msg
+    assert not pulled, "the error must come before any frame is encoded"
+    assert not path.exists() and not (tmp_path / "sub").exists()
+
+
+def test_frame_index_from_name_is_the_image_folder_order():
+    from lcmftn.data import video
+
+    assert video.frame_index_from_name("shot3_f0010") == 10
+    assert video.frame_index_from_name("f2") == 2 and video.frame_index_from_name("ref") == -1
+    assert video._last_int is video.frame_index_from_name
