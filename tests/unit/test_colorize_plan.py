@@ -199,3 +199,36 @@ def test_lockstep_benchmark_runs_without_ray_or_pyav():
     assert res.returncode == 0, res.stderr[-2000:]
     row = json.loads(res.stdout.strip().splitlines()[-1])["rows"][0]
     assert row["batch_size"] == 2 and row["frames"] == 4 and row["lockstep_fps"] > 0 and row["model_only_fps"] > 0
+
+
+def test_keyframe_index_uses_the_image_folder_rule(tmp_path):
+    """read_keyframes takes a key's frame index from the same rule that orders image folders
+    (lcmftn.data.video.frame_index_from_name): '²' is not a decimal digit, so 'key_3²' is 3."""
+    import cv2
+
+    from lcmftn.data.video import frame_index_from_name, list_image_files
+    from workflows.colorize import read_keyframes
+
+    img = np.full((8, 8, 3), 200, np.uint8)
+    for name in ("key_3².png", "000005.png", "ref.png"):
+        ok, buf = cv2.imencode(".png", img)
+        buf.tofile(str(tmp_path / name))
+    keys, warnings, errors = read_keyframes(tmp_path, 10, (8, 8))
+    assert sorted(keys) == [3, 5] and not warnings
+    assert sorted(keys) == sorted(i for f in list_image_files(tmp_path)
+                                  if (i := frame_index_from_name(f.stem)) >= 0)
+    assert len(errors) == 1 and "ref.png" in errors[0] and "no frame index" in errors[0]
+
+
+def test_output_write_is_atomic_and_names_the_file(tmp_path):
+    from lcmftn.integrations.storage import StorageError
+    from workflows.colorize import Output
+
+    out = Output(str(tmp_path))
+    out.write("frames/000001.png", b"png")
+    assert (tmp_path / "frames" / "000001.png").read_bytes() == b"png"
+    (tmp_path / "frames" / "000002.png").mkdir()  # cannot be replaced by a file
+    with pytest.raises(StorageError, match="000002.png"):
+        out.write("frames/000002.png", b"png")
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000001.png",
+                                                                        "000002.png"]
