@@ -133,14 +133,14 @@ def plan_shot(
     return steps + forward + backward[::-1]
 
 
-def lineart_to_tensor(lineart: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
+def lineart_at_size(lineart: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
     """uint8 [H, W] (255 = paper) -> float32 [1, h, w] in [0, 1] at model resolution."""
     h, w = size_hw
     small = cv2.resize(lineart, (w, h), interpolation=cv2.INTER_AREA) if lineart.shape != (h, w) else lineart
     return torch.from_numpy(small.astype(np.float32) / 255.0)[None]
 
 
-def color_to_tensor(color: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
+def color_at_size(color: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
     """uint8 [H, W, 3] RGB -> float32 [3, h, w] in [0, 1] at model resolution."""
     small = resize_color(color, size_hw) if color.shape[:2] != tuple(size_hw) else color
     return torch.from_numpy(small.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
@@ -291,7 +291,7 @@ class ShotColorizer:
     # -- internals -------------------------------------------------------------------------
     def _lineart(self, i: int) -> torch.Tensor:
         if i not in self._s:
-            self._s[i] = lineart_to_tensor(self.lineart[i], self.size_hw)
+            self._s[i] = lineart_at_size(self.lineart[i], self.size_hw)
         return self._s[i]
 
     def _record(self, st: Step, conf_mean: float, low: float) -> None:
@@ -299,7 +299,7 @@ class ShotColorizer:
 
     def _finish_key(self, st: Step, executor: ThreadPoolExecutor | None) -> None:
         key = self.keyframes[st.target]
-        self._c[st.target] = color_to_tensor(key, self.size_hw)
+        self._c[st.target] = color_at_size(key, self.size_hw)
         self._record(st, 1.0, 0.0)
         self._emit(st.target, "key", lambda: key, executor)
         self._coloured(st.target)
