@@ -52,6 +52,8 @@ import numpy as np
 
 from lcmftn import report as rpt
 from lcmftn.colorize import MODES, ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
+from lcmftn.data.dataset_format import decode_color_png as decode_png
+from lcmftn.data.dataset_format import encode_png
 from lcmftn.data.lineart import LineArtConfig, extract_lineart, normalize_lineart
 from lcmftn.integrations import storage
 
@@ -245,20 +247,6 @@ def load_shots(spec: str | None, n_frames: int, detect_source: Path | list[np.nd
 # ---------------------------------------------------------------------------------------------
 def shot_id(start: int, end: int) -> str:
     return f"{start:06d}-{end:06d}"
-
-
-def encode_png(img: np.ndarray) -> bytes:
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def colorize_jobs(system, jobs: list[dict], settings: dict) -> Iterator[dict]:

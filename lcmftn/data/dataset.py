@@ -1,6 +1,6 @@
 """Read an ingested shot dataset for training and evaluation (pure: pyarrow + NumPy + torch).
 
-Dataset layout (written by ``workflows.ingest``)::
+Dataset layout (format: :mod:`lcmftn.data.dataset_format`; written by ``workflows.ingest``)::
 
     OUT/manifest.json                      films (status, checksums, shots, shards), config
     OUT/frames/<film>/part-00000.parquet   one row per frame, FRAME_SCHEMA below
@@ -24,11 +24,9 @@ Design decisions:
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -38,59 +36,21 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 
-MANIFEST_NAME = "manifest.json"
-FRAMES_DIR = "frames"
-
-FRAME_SCHEMA = pa.schema(
-    [
-        ("film", pa.string()),  # film id
-        ("shot", pa.int32()),  # shot index in the film
-        ("shot_id", pa.string()),  # "<film>/<shot:04d>"
-        ("frame", pa.int32()),  # frame index in the film video
-        ("color_png", pa.binary()),  # RGB PNG at the working size
-        ("lineart_png", pa.binary()),  # grey PNG, black lines on white (255 = paper)
-        ("hold", pa.bool_()),  # drawing unchanged from the previous frame of the shot
-        ("height", pa.int32()),
-        ("width", pa.int32()),
-    ]
+# The format itself (schema, codecs, manifest) lives in lcmftn.data.dataset_format; re-exported.
+from lcmftn.data.dataset_format import (  # noqa: E402, F401
+    FRAME_SCHEMA,
+    FRAMES_DIR,
+    MANIFEST_NAME,
+    committed_shards,
+    decode_color_png,
+    decode_lineart_png,
+    encode_color_png,
+    encode_lineart_png,
+    parse_manifest,
+    read_manifest,
+    resolve_root,
+    shot_id_for,
 )
-
-
-def shot_id_for(film: str, shot: int) -> str:
-    return f"{film}/{shot:04d}"
-
-
-# ---------------------------------------------------------------------------------------------
-# PNG <-> arrays <-> tensors
-# ---------------------------------------------------------------------------------------------
-def decode_color_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 [H,W,3] RGB."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("undecodable colour PNG")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def decode_lineart_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 [H,W] (255 = paper)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise ValueError("undecodable line-art PNG")
-    return img
-
-
-def encode_color_png(rgb: np.ndarray, compression: int = 1) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def encode_lineart_png(gray: np.ndarray, compression: int = 1) -> bytes:
-    ok, buf = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def color_to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -242,55 +202,9 @@ def shots_from_table(table: pa.Table) -> list[ShotClip]:
 # ---------------------------------------------------------------------------------------------
 # Loading a dataset
 # ---------------------------------------------------------------------------------------------
-def _resolve(uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
-    uri = str(uri)
-    if filesystem is not None:
-        return filesystem, uri.removeprefix("s3://").rstrip("/")
-    if uri.startswith("s3://"):
-        from lcmftn.integrations.storage import filesystem_for  # lazy; boto3 is not imported
-
-        return filesystem_for(uri)
-    return pafs.LocalFileSystem(), str(Path(uri).resolve())
-
-
-def read_manifest(uri: str, filesystem: pafs.FileSystem | None = None) -> dict | None:
-    """The dataset's manifest, or None when there is none.
-
-    A manifest that is not a JSON object raises ``ValueError`` naming the file (never read as
-    "no manifest": that would silently fall back to reading every shard, uncommitted ones too)."""
-    fs, root = _resolve(uri, filesystem)
-    path = f"{root}/{MANIFEST_NAME}"
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as f:
-        data = f.read()
-    return parse_manifest(data, f"{str(uri).rstrip('/')}/{MANIFEST_NAME}")
-
-
-def parse_manifest(data: bytes, where: str) -> dict:
-    """``manifest.json`` bytes -> dict; ``ValueError`` naming ``where`` when corrupt."""
-    try:
-        manifest = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"dataset manifest {where}: not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("films", {}), dict):
-        raise ValueError(f"dataset manifest {where}: expected a JSON object with a 'films' object")
-    return manifest
-
-
-def committed_shards(manifest: dict) -> list[str]:
-    """Shard paths (relative to the dataset root) of the films with status ``ok``."""
-    out: list[str] = []
-    for film_id in sorted(manifest.get("films", {})):
-        film = manifest["films"][film_id]
-        if film.get("status") == "ok":
-            out += list(film.get("shards", []))
-    return out
-
-
 def shard_paths(uri: str, filesystem: pafs.FileSystem | None = None) -> tuple[pafs.FileSystem, list[str], dict]:
     """``(fs, absolute shard paths, manifest)`` for a dataset root (manifest-listed if any)."""
-    fs, root = _resolve(uri, filesystem)
+    fs, root = resolve_root(uri, filesystem)
     manifest = read_manifest(uri, filesystem)
     if manifest is not None:
         paths = [f"{root}/{rel}" for rel in committed_shards(manifest)]

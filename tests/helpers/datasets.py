@@ -2,28 +2,23 @@
 
 Training tests must not depend on the ingest job, so this draws simple cel-style shots in NumPy
 (flat background, two outlined shapes moving across it, a new palette per shot, some frames held
-on twos) and writes them with pyarrow, exactly as ``lcmftn.data.dataset.load_frames`` reads them.
+on twos) and writes them with ``lcmftn.data.dataset_format`` (the writer ingest uses), as ``lcmftn.data.dataset.load_frames`` reads them.
 The line art is drawn, not extracted: black outlines (0) on white paper (255).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from lcmftn.data.dataset import (
-    FRAME_SCHEMA,
-    FRAMES_DIR,
-    MANIFEST_NAME,
+from lcmftn.data.dataset_format import (
     encode_color_png,
     encode_lineart_png,
-    shot_id_for,
+    frame_table,
+    write_film,
+    write_manifest,
 )
 
 
@@ -86,32 +81,26 @@ def write_tiny_dataset(root: str | Path, films: int = 1, shots_per_film: int = 4
                       "films": {}}
     for f in range(films):
         film = f"film{f:02d}"
-        rows: dict[str, list] = {name: [] for name in FRAME_SCHEMA.names}
+        shot_of, color_pngs, line_pngs, hold_flags = [], [], [], []
         shots_meta, frame_index = [], 0
         for shot in range(shots_per_film):
             colors, lines, holds = draw_shot(rng, frames_per_shot, size_px, hold_every)
             shots_meta.append({"shot": shot, "start": frame_index,
                                "end": frame_index + frames_per_shot})
             for c, ln, h in zip(colors, lines, holds, strict=True):
-                rows["film"].append(film)
-                rows["shot"].append(shot)
-                rows["shot_id"].append(shot_id_for(film, shot))
-                rows["frame"].append(frame_index)
-                rows["color_png"].append(encode_color_png(c))
-                rows["lineart_png"].append(encode_lineart_png(ln))
-                rows["hold"].append(h)
-                rows["height"].append(size_px)
-                rows["width"].append(size_px)
+                shot_of.append(shot)
+                color_pngs.append(encode_color_png(c))
+                line_pngs.append(encode_lineart_png(ln))
+                hold_flags.append(h)
                 frame_index += 1
-        rel = f"{FRAMES_DIR}/{film}/part-00000.parquet"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(rows, schema=FRAME_SCHEMA), root / rel)
+        table = frame_table(film, shot_of, color_pngs, line_pngs, hold_flags, size_px, size_px)
+        rels, shas = write_film(root, film, table)
         manifest["films"][film] = {
             "status": "ok", "source": f"generated://{film}",
-            "sha256": hashlib.sha256((root / rel).read_bytes()).hexdigest(), "reason": None,
-            "shots": shots_meta, "frames": frame_index, "shards": [rel],
+            "sha256": shas[0], "reason": None,
+            "shots": shots_meta, "frames": frame_index, "shards": rels,
         }
-    (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+    write_manifest(str(root), manifest)
     return root
 
 

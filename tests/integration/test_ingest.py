@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
+from lcmftn.data import dataset_format
 from lcmftn.data.dataset import MANIFEST_NAME, load_frames
 from lcmftn.data.synthetic import FilmConfig, write_film
 from lcmftn.integrations import storage
@@ -156,7 +157,7 @@ def test_crash_mid_film_leaves_no_visible_half_film(ray_local, films, tmp_path, 
     before = (Path(out) / MANIFEST_NAME).read_bytes()
 
     # 1. A worker dies after writing 2 of beta's shards (staged, never committed).
-    real_write = ingest.pq.write_table
+    real_write = dataset_format.pq.write_table
     calls = []
 
     def dying_write(*a, **k):
@@ -165,7 +166,7 @@ def test_crash_mid_film_leaves_no_visible_half_film(ray_local, films, tmp_path, 
             raise _Killed
         real_write(*a, **k)
 
-    monkeypatch.setattr(ingest.pq, "write_table", dying_write)
+    monkeypatch.setattr(dataset_format.pq, "write_table", dying_write)
     with pytest.raises(_Killed):
         ingest.stage_film({"film": "beta", "source": beta, "prev": ""}, out, pafs.LocalFileSystem(),
                           None, ingest.asdict(cfg))  # fmt: skip

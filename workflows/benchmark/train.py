@@ -113,12 +113,7 @@ def write_synthetic_dataset(root: str | Path, num_films: int = 1, size_px: int =
                             motion: float = 1.0) -> Path:
     """A shot dataset in the ingest layout from synthetic films (truth cuts and holds), with
     XDoG line art: FRAME_SCHEMA shards + manifest, what ``workflows.ingest`` writes."""
-    import hashlib
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from lcmftn.data import dataset as ds
+    from lcmftn.data import dataset_format as fmt
     from lcmftn.data.lineart import extract_lineart
     from lcmftn.data.synthetic import FilmConfig, generate_film
 
@@ -132,24 +127,20 @@ def write_synthetic_dataset(root: str | Path, num_films: int = 1, size_px: int =
                                                  motion=motion))
         holds = set(truth["holds"])
         starts = [0, *truth["cuts"]]
-        rows: dict[str, list] = {n: [] for n in ds.FRAME_SCHEMA.names}
+        shot_of, color_pngs, line_pngs, hold_flags = [], [], [], []
         for t, rgb in enumerate(frames):
             shot = sum(1 for s in starts if s <= t) - 1
-            line = extract_lineart(rgb)
-            for k, v in (("film", film), ("shot", shot), ("shot_id", ds.shot_id_for(film, shot)),
-                         ("frame", t), ("color_png", ds.encode_color_png(rgb)),
-                         ("lineart_png", ds.encode_lineart_png(line)),
-                         ("hold", t in holds and t not in starts), ("height", rgb.shape[0]),
-                         ("width", rgb.shape[1])):
-                rows[k].append(v)
-        rel = f"{ds.FRAMES_DIR}/{film}/part-00000.parquet"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(rows, schema=ds.FRAME_SCHEMA), root / rel)
+            shot_of.append(shot)
+            color_pngs.append(fmt.encode_color_png(rgb))
+            line_pngs.append(fmt.encode_lineart_png(extract_lineart(rgb)))
+            hold_flags.append(t in holds and t not in starts)
+        h, w = frames[0].shape[:2]
+        rels, shas = fmt.write_film(root, film, fmt.frame_table(film, shot_of, color_pngs, line_pngs,
+                                                                hold_flags, h, w))
         manifest["films"][film] = {
             "status": "ok", "source": f"synthetic://{film}", "reason": None,
-            "sha256": hashlib.sha256((root / rel).read_bytes()).hexdigest(),
-            "shots": truth["shots"], "frames": len(rows["frame"]), "shards": [rel]}
-    (root / ds.MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+            "sha256": shas[0], "shots": truth["shots"], "frames": len(shot_of), "shards": rels}
+    fmt.write_manifest(str(root), manifest)
     return root
 
 
