@@ -154,3 +154,69 @@ def sample_grid(s_p: torch.Tensor, c_p: torch.Tensor, s_n: torch.Tensor, pred: t
         rows.append(torch.cat([t.detach().float().cpu().clamp(0, 1) for t in tiles], dim=2))  # [3,S,5S]
     grid = torch.cat(rows, dim=1)  # [3, rows*S, 5S]
     return (grid.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole-episode evaluation (``workflows.colorize --from-color``): coloured frames vs the truth
+# ---------------------------------------------------------------------------------------------
+def parse_eval_modes(spec: str) -> list[str]:
+    """``"chain,anchor"`` -> modes; ``ValueError`` naming ``--eval-modes`` when bad."""
+    from lcmftn.colorize import MODES
+
+    modes = [m.strip() for m in spec.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise ValueError(f"--eval-modes {spec!r}: choose from {MODES}")
+    return modes
+
+
+def score_frames(out, color: list[np.ndarray], report: dict, size_px: int = 0, chunk: int = 16) -> list[dict]:
+    """PSNR/SSIM (DESIGN §6, :mod:`lcmftn.metrics`) of every coloured non-key frame vs the truth,
+    both area-resized to a short side of ``size_px`` first (0 = full resolution). ``out`` is the
+    run's :class:`lcmftn.jobs.Output`; ``report`` its report (``lcmftn.report.summarize``).
+
+    NOTE: SSIM's float64 11x11 convolution costs seconds per frame at 240x320 on CPU, hence
+    the option to score a whole episode at a reduced size."""
+    from lcmftn import report as rpt
+    from lcmftn.data.dataset_format import decode_color_png
+    from lcmftn.data.video import resize_image
+
+    def t(imgs: list[np.ndarray]) -> torch.Tensor:
+        imgs = [resize_image(i, size_px) if size_px and min(i.shape[:2]) > size_px else i for i in imgs]
+        return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+
+    rows = []
+    for shot in report["shots"]:
+        if shot["status"] != "done":
+            continue
+        kinds = {f["i"]: f["kind"] for f in shot["per_frame"]}
+        idx = [i for i in range(shot["start"], shot["end"]) if kinds.get(i) != "key"]
+        for k in range(0, len(idx), chunk):
+            part = idx[k:k + chunk]
+            pred = t([decode_color_png(out.read(f"frames/{rpt.frame_name(i)}")) for i in part])
+            true = t([color[i] for i in part])
+            for i, p_, s_ in zip(part, metrics.psnr(pred, true).tolist(), metrics.ssim(pred, true).tolist(), strict=True):
+                rows.append({"i": i, "shot": shot["id"], "offset": i - shot["start"], "kind": kinds[i],
+                             "psnr": round(float(p_), 4), "ssim": round(float(s_), 5)})
+    return rows
+
+
+def summarize_scores(rows: list[dict]) -> dict:
+    """Per-frame scores (:func:`score_frames`) -> the mode's ``eval.json`` entry: mean PSNR/SSIM,
+    frames, ``per_shot`` means, ``per_offset`` curve (``lcmftn.report.aggregate_by_offset``),
+    ``per_frame`` rows."""
+    from lcmftn import report as rpt
+
+    per_shot: dict[str, list[dict]] = {}
+    for r in rows:
+        per_shot.setdefault(r["shot"], []).append(r)
+    curve = rpt.aggregate_by_offset(rows)
+    return {
+        "psnr": round(float(np.mean([r["psnr"] for r in rows])), 4) if rows else None,
+        "ssim": round(float(np.mean([r["ssim"] for r in rows])), 5) if rows else None,
+        "frames": len(rows),
+        "per_shot": {k: {"psnr": round(float(np.mean([r["psnr"] for r in v])), 4),
+                         "ssim": round(float(np.mean([r["ssim"] for r in v])), 5), "frames": len(v)}
+                     for k, v in per_shot.items()},
+        "per_offset": curve,
+        "per_frame": rows,
+    }

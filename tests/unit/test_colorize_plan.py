@@ -207,7 +207,7 @@ def test_keyframe_index_uses_the_image_folder_rule(tmp_path):
     import cv2
 
     from lcmftn.data.video import frame_index_from_name, list_image_files
-    from workflows.colorize import read_keyframes
+    from lcmftn.episode import read_keyframes
 
     img = np.full((8, 8, 3), 200, np.uint8)
     for name in ("key_3².png", "000005.png", "ref.png"):
@@ -222,7 +222,7 @@ def test_keyframe_index_uses_the_image_folder_rule(tmp_path):
 
 def test_output_write_is_atomic_and_names_the_file(tmp_path):
     from lcmftn.integrations.storage import StorageError
-    from workflows.colorize import Output
+    from lcmftn.jobs import Output
 
     out = Output(str(tmp_path))
     out.write("frames/000001.png", b"png")

@@ -1,4 +1,4 @@
-"""The QC report (lcmftn.report) and the colorize job's pure input helpers (seconds, no Ray)."""
+"""The QC report (lcmftn.report) and the colorize job's pure helpers: lcmftn.episode, lcmftn.jobs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from lcmftn import episode
+from lcmftn import jobs as job
 from lcmftn import report as rpt
-from workflows import colorize as job
 
 
 def _shot(start, end, status="done", **kw):
@@ -64,29 +65,29 @@ def test_read_keyframes_resize_reject_and_names(tmp_path):
     put("nokey.png", 40, 60)
     put("000050.png", 40, 60)  # beyond the episode
     (tmp_path / "000004.png").write_bytes(b"garbage")
-    keys, warnings, errors = job.read_keyframes(tmp_path, 20, (40, 60))
+    keys, warnings, errors = episode.read_keyframes(tmp_path, 20, (40, 60))
     assert sorted(keys) == [3, 7] and keys[7].shape == (40, 60, 3)
     assert len(warnings) == 1 and "key_7.png" in warnings[0] and "resized" in warnings[0]
     text = "\n".join(errors)
     for name in ("9.png", "nokey.png", "000050.png", "000004.png"):
         assert name in text
-    keys, _, errors = job.read_keyframes(tmp_path, 20, (40, 60), policy="reject")
+    keys, _, errors = episode.read_keyframes(tmp_path, 20, (40, 60), policy="reject")
     assert sorted(keys) == [3] and any("key_7.png" in e and "reject" in e for e in errors)
 
 
 def test_load_shots_validates():
-    assert job.load_shots("[[0, 3], [3, 5]]", 5, []) == [(0, 3), (3, 5)]
-    assert job.load_shots('{"shots": [[0, 5]], "fps": 24}', 5, []) == [(0, 5)]
+    assert episode.load_shots("[[0, 3], [3, 5]]", 5, []) == [(0, 3), (3, 5)]
+    assert episode.load_shots('{"shots": [[0, 5]], "fps": 24}', 5, []) == [(0, 5)]
     for bad in ("[[0, 3], [4, 5]]", "[[0, 3]]", "[[1, 5]]", "[]"):
         with pytest.raises(ValueError, match="contiguous"):
-            job.load_shots(bad, 5, [])
+            episode.load_shots(bad, 5, [])
     with pytest.raises(ValueError, match="JSON"):
-        job.load_shots("{nope", 5, [])
+        episode.load_shots("{nope", 5, [])
 
 
 def test_plan_jobs_keys_borrow_and_fingerprints():
     la = [np.full((8, 8), 255, np.uint8) for _ in range(9)]
-    ep = job.Episode(la, 24.0, "x", unreadable={7: "frame 7 (f.png): broken"})
+    ep = episode.Episode(la, 24.0, "x", unreadable={7: "frame 7 (f.png): broken"})
     keys = {0: np.zeros((8, 8, 3), np.uint8)}
     shots = [(0, 3), (3, 6), (6, 9)]
     jobs, left = job.plan_jobs(ep, keys, shots, job.RunSettings(), "fp")
@@ -115,9 +116,9 @@ def test_load_shots_accepts_lcmftn_shots_json(tmp_path):
     printed = {"frames": 10, "fps": 24.0, "shots": [{"start": 0, "end": 4}, {"start": 4, "end": 10}]}
     path = tmp_path / "shots.json"
     path.write_text(json.dumps(printed))
-    assert job.load_shots(str(path), 10, []) == [(0, 4), (4, 10)]
-    assert job.load_shots("[[0, 4], [4, 10]]", 10, []) == [(0, 4), (4, 10)]
+    assert episode.load_shots(str(path), 10, []) == [(0, 4), (4, 10)]
+    assert episode.load_shots("[[0, 4], [4, 10]]", 10, []) == [(0, 4), (4, 10)]
     with pytest.raises(ValueError, match="entries must be"):
-        job.load_shots('{"shots": [{"begin": 0}]}', 10, [])
+        episode.load_shots('{"shots": [{"begin": 0}]}', 10, [])
     with pytest.raises(ValueError, match="entries must be"):
-        job.load_shots('{"cuts": [4]}', 10, [])
+        episode.load_shots('{"cuts": [4]}', 10, [])

@@ -144,6 +144,7 @@ def bench_episode(args: argparse.Namespace) -> dict:
     from lcmftn.colorize import model_size
     from lcmftn.data.lineart import extract_lineart
     from lcmftn.data.video import iter_frames, probe_video
+    from lcmftn.episode import load_shots, read_lineart
     from lcmftn.models.registry import generator_config, multiple_of
     from workflows import colorize as job
 
@@ -159,8 +160,8 @@ def bench_episode(args: argparse.Namespace) -> dict:
         (root / "la").mkdir()
         for i, f in enumerate(color):
             cv2.imwrite(str(root / "la" / f"{i:06d}.png"), extract_lineart(f))
-        ep = job.read_lineart(root / "la")
-        shots = job.load_shots(args.shots, len(ep.lineart), root / "la")
+        ep = read_lineart(root / "la")
+        shots = load_shots(args.shots, len(ep.lineart), root / "la")
         (root / "keys").mkdir()
         for s, _ in shots:
             cv2.imwrite(str(root / "keys" / f"{s:06d}.png"), cv2.cvtColor(color[s], cv2.COLOR_RGB2BGR))

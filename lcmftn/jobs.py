@@ -1,0 +1,331 @@
+"""Colorize-episode shot jobs (Ray-free): settings, planning, fingerprints, the per-shot
+worker, the output folder and its layout (DESIGN §2 "colorize"; per-shot logic:
+:mod:`lcmftn.colorize`). ``workflows.colorize`` spreads the jobs over Ray actors.
+
+Output layout (``OUT``, local or ``s3://``; every file appears only when complete)::
+
+    OUT/frames/000123.png        coloured frames (episode index)
+    OUT/confidence/000123.png    low-confidence maps of model-coloured frames
+    OUT/shots/<id>.json          completion marker of a shot, written last; carries the
+                                 fingerprint of everything that decides the shot's pixels
+    OUT/episode.mp4              H.264 (shots left out show their line art)
+    OUT/report.json, report.html QC report (:mod:`lcmftn.report`)
+
+A shot whose marker carries the same fingerprint is done already (resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lcmftn import report as rpt
+from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
+from lcmftn.data.dataset_format import decode_color_png, encode_png
+from lcmftn.episode import Episode
+from lcmftn.integrations import storage
+
+log = logging.getLogger("workflows.colorize")  # NOTE: the job's logger name, kept for its users
+
+MARKER_VERSION = 1
+
+
+def shot_id(start: int, end: int) -> str:
+    return f"{start:06d}-{end:06d}"
+
+
+@dataclass
+class RunSettings:
+    """Everything of a run that is not input data (see ``--help``)."""
+
+    mode: str = "chain"
+    size: int = 256
+    batch_size: int = 0  # 0 = 8 on GPU, 1 on CPU
+    holds: bool = True
+    borrow_keyframes: bool = False
+    actors: int = 0  # 0 = auto
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    device: str = "auto"
+    amp: str = "none"
+    local: bool = False  # no Ray: colour in this process
+    low_confidence: float = 0.5
+    flag_fraction: float = 0.05
+
+
+def fingerprint(*parts: bytes | str) -> str:
+    """blake2b-128 hex digest of ``parts`` (str as UTF-8)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+    return h.hexdigest()
+
+
+def plan_jobs(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
+              rs: RunSettings, common_fp: str) -> tuple[list[dict], list[dict]]:
+    """(jobs to run, records of shots left out). A job's ``fingerprint`` covers every input
+    that decides its pixels: the model and settings (``common_fp``), its line art, its keys."""
+    jobs, left_out = [], []
+    key_idx = sorted(keyframes)
+    for start, end in shots:
+        sid = shot_id(start, end)
+        rec = {"id": sid, "start": start, "end": end}
+        bad = [ep.unreadable[i] for i in range(start, end) if i in ep.unreadable]
+        if bad:
+            left_out.append(rec | {"status": "failed", "reason": f"{len(bad)} unreadable frame(s): " + "; ".join(bad[:3])})
+            continue
+        la = ep.lineart[start:end]
+        keys = {i - start: keyframes[i] for i in key_idx if start <= i < end}
+        off, borrowed = 0, None
+        if not keys:
+            if not (rs.borrow_keyframes and key_idx):
+                hint = "" if rs.borrow_keyframes else " (add one to --refs, or pass --borrow-keyframes)"
+                left_out.append(rec | {"status": "skipped", "reason": f"no keyframe in frames {start}..{end - 1}{hint}"})
+                continue
+            borrowed = min(key_idx, key=lambda i: (start - i if i < start else i - end + 1, i))
+            la = [ep.lineart[borrowed], *la]
+            keys, off = {0: keyframes[borrowed]}, 1
+        fp = fingerprint(common_fp, sid, *(f.tobytes() for f in la), *(f"{k}".encode() + keys[k].tobytes() for k in sorted(keys)))
+        jobs.append(rec | {"lineart": np.stack(la), "keyframes": keys, "offset": off,
+                           "borrowed_from": borrowed, "fingerprint": fp})
+    return jobs, left_out
+
+
+def colorize_jobs(system, jobs: list[dict], settings: dict) -> Iterator[dict]:
+    """Colour shot jobs in lockstep; yield one result per shot as soon as it is finished.
+
+    job: ``{"id", "start", "end", "lineart": uint8 [T, H, W], "keyframes": {i: RGB}, "offset"}``
+    (``offset`` 1: frame 0 of ``lineart`` is a borrowed keyframe's drawing, not output).
+    result: ``{"id", "frames": {episode index: PNG}, "confidence": {index: PNG}, "stats"}``."""
+    from lcmftn.data.holds import detect_holds
+
+    cfg = ColorizeConfig(**settings["colorize"])
+    outputs: dict[str, dict] = {}
+    shots: list[ShotColorizer] = []
+    for job in jobs:
+        frames: dict[int, bytes] = {}
+        off, start = int(job["offset"]), int(job["start"])
+
+        def sink(t: int, rgb: np.ndarray, kind: str, frames=frames, off=off, start=start) -> None:
+            if t >= off:
+                frames[start + t - off] = encode_png(rgb)
+
+        la = list(job["lineart"])
+        holds = detect_holds(la) if settings["holds"] else np.zeros(len(la), bool)
+        if off:
+            holds[:off + 1] = False  # the borrowed drawing is never "the same drawing"
+        shots.append(ShotColorizer(la, job["keyframes"], cfg, holds, sink=sink, name=job["id"]))
+        outputs[job["id"]] = {"job": job, "frames": frames}
+    amp = {"bf16": "bfloat16", "fp16": "float16"}.get(settings.get("amp") or "")
+    import torch
+
+    sched = LockstepScheduler(system, batch_size=settings["batch_size"], device=settings["device"],
+                              finalize_threads=settings.get("finalize_threads", 0),
+                              amp_dtype=getattr(torch, amp) if amp else None)
+    for sh in sched.iter_run(shots):
+        out = outputs.pop(sh.name)
+        job = out["job"]
+        off, start = int(job["offset"]), int(job["start"])
+        yield {
+            "id": job["id"],
+            "frames": out["frames"],
+            "confidence": {start + t - off: encode_png(m) for t, m in sh.conf_maps.items()
+                           if t >= off and sh.infos[t].kind == "model"},
+            "stats": episode_stats(sh.stats(), start, off, job.get("borrowed_from")),
+        }
+
+
+def episode_stats(stats: dict, start: int, off: int, borrowed: int | None = None) -> dict:
+    """Shot stats in episode frame indices, without a borrowed keyframe's virtual frame (a
+    reference to it becomes the borrowed frame's index)."""
+    per_frame = [dict(f, i=start + f["i"] - off, ref=start + f["ref"] - off if f["ref"] >= off else borrowed)
+                 for f in stats["per_frame"] if f["i"] >= off]
+    return dict(stats, frames=stats["frames"] - off, key=stats["key"] - off,
+                keyframes=[start + k - off for k in stats["keyframes"] if k >= off],
+                flagged=[start + i - off for i in stats["flagged"]], per_frame=per_frame)
+
+
+class Output:
+    """Files under ``OUT`` that appear only when complete (local: tmp + rename; s3: one PUT)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/") if storage.is_s3(uri) else str(Path(uri).resolve())
+
+    def path(self, rel: str) -> str:
+        return storage.join(self.uri, rel)
+
+    def write(self, rel: str, data: bytes) -> None:
+        """``storage.write_bytes_atomic``: local tmp + fsync + rename, s3 one PUT; a failure is
+        a ``StorageError`` (an ``OSError``) naming the file."""
+        storage.write_bytes_atomic(self.path(rel), data)
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return storage.read_bytes(self.path(rel))
+        except storage.ObjectNotFoundError:
+            return None
+
+    def write_video(self, name: str, frames: Iterator[np.ndarray], fps: float) -> int:
+        from lcmftn.data.video import write_video
+
+        if not storage.is_s3(self.uri):
+            return write_video(self.path(name), frames, fps)
+        with tempfile.TemporaryDirectory() as tmp:
+            n = write_video(Path(tmp) / name, frames, fps)
+            storage.upload(Path(tmp) / name, self.path(name))
+        return n
+
+
+def split_jobs(jobs: list[dict], n: int) -> list[list[dict]]:
+    """Longest-first greedy partition of jobs over ``n`` actors by frame count."""
+    groups: list[list[dict]] = [[] for _ in range(n)]
+    load = [0] * n
+    for j in sorted(jobs, key=lambda j: -len(j["lineart"])):
+        k = load.index(min(load))
+        groups[k].append(j)
+        load[k] += len(j["lineart"])
+    for g in groups:  # colour in episode order within an actor (nicer progress)
+        g.sort(key=lambda j: j["start"])
+    return [g for g in groups if g]
+
+
+# ---------------------------------------------------------------------------------------------
+# One episode run: plan (with resume) -> write each finished shot -> video + report
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EpisodeRun:
+    """A planned run: what to colour, with which settings, and what is recorded so far."""
+
+    out: Output
+    cfg: ColorizeConfig
+    settings: dict  # what the per-shot worker gets (colorize config, holds, batch, device, amp)
+    meta: dict  # the checkpoint's meta.json
+    jobs: list[dict]
+    pending: list[dict]  # jobs without a matching completion marker
+    records: list[dict]  # per-shot records: left out, resumed, then done as written
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def by_id(self) -> dict[str, dict]:
+        return {j["id"]: j for j in self.jobs}
+
+
+def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
+                 out_uri: str, model_files: dict[str, bytes], rs: RunSettings, device: str,
+                 warnings: list[str] | None = None, errors: list[str] | None = None) -> EpisodeRun:
+    """Settings, fingerprints and jobs of a run on ``device``; shots whose marker in ``out_uri``
+    carries the same fingerprint are recorded as resumed, the others are pending."""
+    out = Output(out_uri)
+    warnings, errors = list(warnings or []), list(errors or []) + list(ep.unreadable.values())
+    meta = json.loads(model_files["meta.json"])
+    from lcmftn.models.registry import multiple_of
+
+    cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
+                         low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction)
+    colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
+    batch_size = rs.batch_size or (8 if device == "cuda" else 1)
+    settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": batch_size,
+                "device": device, "amp": rs.amp}
+    # NOTE: the fingerprint holds the batch size and device: padded batches make results
+    # independent of batch *composition*, not of the batch size or the hardware.
+    # NOTE: the library version is in it too, but not every code change: after upgrading the
+    # model code mid-episode, use a new OUT (or delete OUT/shots) to recolour everything.
+    import lcmftn
+
+    common_fp = fingerprint(model_files["model.safetensors"], json.dumps(settings, sort_keys=True),
+                            str(MARKER_VERSION), lcmftn.__version__)
+    jobs, records = plan_jobs(ep, keyframes, shots, rs, common_fp)
+    for r in records:
+        log.warning("shot %s left out: %s", r["id"], r["reason"])
+    pending = []
+    for job in jobs:
+        marker = out.read(f"shots/{job['id']}.json")
+        rec = json.loads(marker) if marker else None
+        if rec is not None and rec.get("fingerprint") == job["fingerprint"]:
+            records.append(rec | {"resumed": True})
+        else:
+            pending.append(job)
+    log.info("%d shots: %d to colour, %d done already, %d left out", len(shots), len(pending),
+             len(jobs) - len(pending), len(shots) - len(jobs))
+    return EpisodeRun(out, cfg, settings, meta, jobs, pending, records, warnings, errors)
+
+
+def write_shot(run: EpisodeRun, res: dict) -> dict:
+    """Write one finished shot (frames, confidence maps, then its marker: manifest-last);
+    returns and records its record."""
+    out, job = run.out, run.by_id[res["id"]]
+    for i, png in sorted(res["frames"].items()):
+        out.write(f"frames/{rpt.frame_name(i)}", png)
+    for i, png in sorted(res["confidence"].items()):
+        out.write(f"confidence/{rpt.frame_name(i)}", png)
+    expected = set(range(job["start"], job["end"]))
+    if set(res["frames"]) != expected:
+        raise RuntimeError(f"shot {job['id']}: got frames {sorted(set(res['frames']) ^ expected)[:5]} wrong")
+    rec = {"id": job["id"], "start": job["start"], "end": job["end"], "status": "done",
+           "borrowed_from": job["borrowed_from"], "fingerprint": job["fingerprint"]} | res["stats"]
+    if job["borrowed_from"] is not None:
+        run.warnings.append(f"shot {job['id']}: no keyframe; coloured from frame {job['borrowed_from']}'s keyframe (--borrow-keyframes)")
+    out.write(f"shots/{job['id']}.json", json.dumps(rec).encode())  # marker last
+    run.records.append(rec)
+    return rec
+
+
+def finish_episode(run: EpisodeRun, ep: Episode, shots: list[tuple[int, int]], rs: RunSettings,
+                   job_info: dict, written: int, elapsed: float) -> dict:
+    """``OUT/episode.mp4`` + ``OUT/report.json`` / ``report.html``; returns the report."""
+    out, records = run.out, run.records
+    records.sort(key=lambda r: r["start"])
+    done = {r["id"] for r in records if r["status"] == "done"}
+    n_video = out.write_video("episode.mp4", episode_frames(ep, out, shots, done), ep.fps)
+    pending_ids = {j["id"] for j in run.pending}
+    report = rpt.summarize(job_info | {"mode": rs.mode, "size": rs.size, "batch_size": run.settings["batch_size"],
+                                       "device": run.settings["device"],
+                                       "model_size_hw": list(model_size(*ep.size_hw, rs.size, run.cfg.multiple_of)),
+                                       "system": run.meta.get("system"), "fps": ep.fps},
+                           records, run.warnings, run.errors,
+                           extra={"video": "episode.mp4", "video_frames": n_video,
+                                  "run": {"shots_coloured": written, "wall_s": round(elapsed, 3),
+                                          "frames_per_s": round(sum(r["end"] - r["start"] for r in records
+                                                                    if r["id"] in pending_ids) / max(elapsed, 1e-9), 3)}})
+    out.write("report.json", rpt.to_json(report))
+    out.write("report.html", rpt.render_html(report).encode())
+    return report
+
+
+def episode_frames(ep: Episode, out: Output, shots: list[tuple[int, int]], done: set[str]) -> Iterator[np.ndarray]:
+    """The episode's frames for the video: coloured ones of done shots, else the line art."""
+    for start, end in shots:
+        ok = shot_id(start, end) in done
+        for i in range(start, end):
+            data = out.read(f"frames/{rpt.frame_name(i)}") if ok else None
+            yield decode_color_png(data) if data else cv2.cvtColor(ep.lineart[i], cv2.COLOR_GRAY2RGB)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+def training_size(meta: dict, default: int = 256) -> int:
+    """The image size a checkpoint was trained at (``extra.train_config.image_size_px``)."""
+    size = (meta.get("extra") or {}).get("train_config", {}).get("image_size_px")
+    log.info("model resolution: %s", f"{size} px (the checkpoint's training size)" if size else f"{default} px (default)")
+    return int(size or default)
+
+
+def load_model_files(uri: str, workdir: Path) -> dict[str, bytes]:
+    """The checkpoint's files (``models:/``, ``runs:/``, s3:// or a folder) as bytes."""
+    from lcmftn.integrations.tracking import resolve_model_uri  # lazy: mlflow only here
+
+    ckpt = resolve_model_uri(uri, workdir / "model")
+    files = {p.name: p.read_bytes() for p in ckpt.iterdir() if p.is_file()}
+    if "meta.json" not in files or "model.safetensors" not in files:
+        raise ValueError(f"--model {uri}: {ckpt} lacks meta.json or model.safetensors")
+    return files
