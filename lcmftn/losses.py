@@ -244,19 +244,31 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     return 0.5 * (real + fake)
 
 
+def _loss_family(system: str) -> str | None:
+    """The system's loss family (``SystemSpec.loss``); None when unknown or not trainable."""
+    from lcmftn.models.registry import REGISTRY
+
+    sp = REGISTRY.get(system)
+    return sp.loss if sp is not None else None
+
+
 def discriminator_condition(system: str, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> Tensor:
-    """What D sees besides the image: pix2pix-ref cat(S_n, S_p, C_p); tcvc cat(S_n, C_p)."""
-    if system == "pix2pix-ref":
-        return torch.cat([s_n, s_p, c_p], 1)
-    if system == "tcvc":
-        return torch.cat([s_n, c_p], 1)
-    raise ValueError(f"system {system!r} has no discriminator (GAN systems: pix2pix-ref, tcvc)")
+    """What D sees besides the image (``SystemSpec.d_condition``): pix2pix-ref cat(S_n, S_p, C_p);
+    tcvc cat(S_n, C_p)."""
+    from lcmftn.models.registry import GAN_SYSTEMS, REGISTRY
+
+    sp = REGISTRY.get(system)
+    if sp is None or not sp.gan:
+        raise ValueError(f"system {system!r} has no discriminator (GAN systems: {', '.join(GAN_SYSTEMS)})")
+    inputs = {"s_p": s_p, "c_p": c_p, "s_n": s_n}
+    return torch.cat([inputs[k] for k in sp.d_condition], 1)
 
 
 def _needs_vgg(system: str, cfg: LossConfig) -> bool:
-    if system == "tcvc" and cfg.baseline_loss == "original":
+    family = _loss_family(system)
+    if family == "content_style" and cfg.baseline_loss == "original":
         return cfg.lambda_content > 0 or cfg.lambda_style > 0
-    if system == "pix2pix-ref" and cfg.baseline_loss == "original":
+    if family == "pix2pix" and cfg.baseline_loss == "original":
         return False
     return cfg.lambda_vgg > 0
 
@@ -272,14 +284,17 @@ class GeneratorLoss(nn.Module):
         super().__init__()
         if cfg.baseline_loss not in ("original", "ours"):
             raise ValueError(f"loss.baseline_loss must be 'original' or 'ours', got {cfg.baseline_loss!r}")
+        from lcmftn.models.registry import REGISTRY
+
         self.system, self.cfg = system, cfg
-        self.gan = system in ("pix2pix-ref", "tcvc")
-        self.mode = "ours" if system in ("lcmftn", "lcmftn-nocmft") else f"{system}:{cfg.baseline_loss}"
-        if not self.gan and system not in ("lcmftn", "lcmftn-nocmft"):
+        sp = REGISTRY.get(system)
+        if sp is None or sp.loss is None:
             raise ValueError(f"system {system!r} is not trainable; no loss")
+        self.gan, self.family = sp.gan, sp.loss
+        self.mode = "ours" if sp.loss == "ours" else f"{system}:{cfg.baseline_loss}"
         needs_vgg = _needs_vgg(system, cfg)
         if needs_vgg and cfg.vgg_weights == "none":
-            terms = ("loss.lambda_content, loss.lambda_style" if system == "tcvc" and cfg.baseline_loss == "original"
+            terms = ("loss.lambda_content, loss.lambda_style" if sp.loss == "content_style" and cfg.baseline_loss == "original"
                      else "loss.lambda_vgg")
             raise ValueError(f"{system}: a VGG loss term has weight > 0 ({terms}) but loss.vgg_weights='none'; "
                              f"set loss.vgg_weights to {VGG_OPTIONS}, or set {terms} to 0")
@@ -293,12 +308,12 @@ class GeneratorLoss(nn.Module):
         cfg = self.cfg
         pred, target = pred.float(), target.float()
         terms: dict[str, tuple[float, Tensor]] = {}
-        if self.mode in ("ours", "pix2pix-ref:ours", "tcvc:ours"):
+        if self.family == "ours" or cfg.baseline_loss == "ours":
             terms["l1"] = (cfg.lambda_l1, F.l1_loss(pred, target))
             if self.vgg is not None:
                 fp, ft = self._features(pred, target)
                 terms["vgg"] = (cfg.lambda_vgg, sum(F.mse_loss(a, b) for a, b in zip(fp, ft, strict=True)))
-        elif self.mode == "pix2pix-ref:original":
+        elif self.family == "pix2pix":  # original pix2pix loss
             terms["l1"] = (cfg.pix2pix_lambda_l1, F.l1_loss(pred, target))
         else:  # tcvc:original
             terms["l1"] = (cfg.tcvc_lambda_l1, F.l1_loss(pred, target))

@@ -24,8 +24,9 @@ from typing import Any
 
 from lcmftn.data.pairs import WindowConfig
 from lcmftn.losses import LossConfig
+from lcmftn.models.registry import TRAINABLE
 
-SYSTEMS_TRAINABLE = ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc")
+SYSTEMS_TRAINABLE = TRAINABLE  # the registry's (SystemSpec.trainable)
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,6 @@ from lcmftn.recipes import TrainConfig, flatten_config
 
 log = logging.getLogger(__name__)
 
-GAN_SYSTEMS = ("pix2pix-ref", "tcvc")
-DEFAULT_D_LR_RATIO = {"pix2pix-ref": 1.0, "tcvc": 0.1}
 TRAIN_STATE_FILE = "train_state.pt"
 MODEL_SUBDIR = "model"
 
@@ -112,7 +110,7 @@ def build_train_state(cfg: TrainConfig, device: torch.device | str = "cpu",
                              weight_decay=o.weight_decay)
     opt_d = None
     if discriminator is not None:
-        ratio = o.d_lr_ratio if o.d_lr_ratio >= 0 else DEFAULT_D_LR_RATIO.get(cfg.system, 1.0)
+        ratio = o.d_lr_ratio if o.d_lr_ratio >= 0 else registry.spec(cfg.system).d_lr_ratio
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=o.lr * ratio,
                                  betas=(o.beta1, o.beta2))
     if wrap is not None:
@@ -168,7 +166,7 @@ def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> dict[str
     cfg, device = state.cfg, state.device
     b = move_batch(batch, device)
     s_p, c_p, s_n, c_n = b["s_p"], b["c_p"], b["s_n"], b["c_n"]
-    if cfg.system == "tcvc":
+    if registry.spec(cfg.system).blank_reference:
         c_p = _blank_reference(state, c_p)
     state.generator.train()
     out: dict[str, float] = {}

@@ -1,6 +1,8 @@
 """Names -> systems. Every colorization system of the project is built from here.
 
-Systems (``SYSTEMS``): ``lcmftn`` (paper §3), ``lcmftn-nocmft`` (§4.2 ablation), ``pix2pix-ref``,
+One :class:`SystemSpec` record per system (``REGISTRY``) holds every per-system fact (config,
+builder, sizes, trainable, loss family, GAN discriminator condition / spectral norm / lr ratio,
+``multiple_of``); everything else reads them from here. Systems (``SYSTEMS``): ``lcmftn`` (paper §3), ``lcmftn-nocmft`` (§4.2 ablation), ``pix2pix-ref``,
 ``tcvc`` (seed baselines, with PatchGAN discriminators), ``copy-ref`` and ``flow-warp``
 (no-training references). Sizes (``SIZES``): ``tiny`` (tests/smoke at 32–64 px), ``small``
 (trains on 2 CPU cores at 64–128 px), ``paper`` (the paper's 256² scale; widths are ours because
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -35,9 +39,7 @@ from lcmftn.models.baselines import (
 )
 from lcmftn.models.lcmftn import LCMFTN, LCMFTNConfig
 
-SYSTEMS = ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc", "copy-ref", "flow-warp")
 SIZES = ("tiny", "small", "paper")
-TRAINABLE = ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc")
 
 _LCMFTN_SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(enc_channels=(8, 16, 32, 32), sketch_channels=(8, 16, 32, 32, 32, 32),
@@ -58,9 +60,70 @@ _TCVC_SIZES = {
     "paper": dict(base_channels=64, num_res_blocks=8),
 }
 _PATCHGAN_WIDTH = {"tiny": 8, "small": 32, "paper": 64}
-# Condition channels of D (see ``lcmftn.losses.discriminator_condition``) + 3 image channels.
-_D_COND_CHANNELS = {"pix2pix-ref": 5, "tcvc": 4}
-_MULTIPLE_OF = {"lcmftn": 8, "lcmftn-nocmft": 8, "pix2pix-ref": 1, "tcvc": 4, "copy-ref": 1, "flow-warp": 1}
+_CHANNELS = {"s_p": 1, "s_n": 1, "c_p": 3}  # line art: 1 channel, colour: 3
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """Every per-system fact of the project, in one record (add a system = add one record).
+
+    name: the system's id (checkpoints' ``meta.json``, ``--model``, recipes' ``system``).
+    config_class / generator_class: its frozen config dataclass and its ``ColorizationSystem``.
+    sizes: config fields per preset size (``SIZES``); a preset missing here uses the defaults.
+    fixed: config fields that define the system (``lcmftn-nocmft``: ``use_cmft=False``); a
+        config contradicting them is rejected.
+    pretrained_parts: the generator takes ``load_pretrained`` (LCMFTN's frozen E_I).
+    multiple_of: model-resolution H and W must be multiples of this (LCMFTN: 8, three
+        stride-2 levels; TCVC: 4).
+    trainable: has parameters to train (``copy-ref`` / ``flow-warp`` are references).
+    loss: the generator loss family (``lcmftn.losses``): "ours" (paper eq. 9), "pix2pix" (GAN + L1),
+        "content_style" (TCVC: GAN + content + style + L1); None = not trainable.
+    d_condition: what the PatchGAN sees besides the image, in order (``lcmftn.losses.
+        discriminator_condition``); None = no discriminator (not a GAN).
+    d_spectral_norm: spectral norm in D (TCVC).
+    d_lr_ratio: default D learning rate / G learning rate (``optim.d_lr_ratio`` < 0).
+    blank_reference: training replaces C_p by a blank image with ``tcvc_blank_prob`` (TCVC).
+    """
+
+    name: str
+    config_class: type
+    generator_class: type
+    sizes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    pretrained_parts: bool = False
+    multiple_of: int = 1
+    trainable: bool = False
+    loss: str | None = None
+    d_condition: tuple[str, ...] | None = None
+    d_spectral_norm: bool = False
+    d_lr_ratio: float = 1.0
+    blank_reference: bool = False
+
+    @property
+    def gan(self) -> bool:
+        return self.d_condition is not None
+
+    @property
+    def d_condition_channels(self) -> int:
+        return sum(_CHANNELS[k] for k in self.d_condition or ())
+
+
+_SPECS = (
+    SystemSpec("lcmftn", LCMFTNConfig, LCMFTN, _LCMFTN_SIZES, {"use_cmft": True}, pretrained_parts=True,
+               multiple_of=8, trainable=True, loss="ours"),  # paper §3
+    SystemSpec("lcmftn-nocmft", LCMFTNConfig, LCMFTN, _LCMFTN_SIZES, {"use_cmft": False},
+               pretrained_parts=True, multiple_of=8, trainable=True, loss="ours"),  # §4.2 ablation
+    SystemSpec("pix2pix-ref", Pix2PixConfig, Pix2PixRef, _PIX2PIX_SIZES, trainable=True,
+               loss="pix2pix", d_condition=("s_n", "s_p", "c_p"), d_lr_ratio=1.0),
+    SystemSpec("tcvc", TCVCConfig, TCVCGenerator, _TCVC_SIZES, multiple_of=4, trainable=True, loss="content_style",
+               d_condition=("s_n", "c_p"), d_spectral_norm=True, d_lr_ratio=0.1, blank_reference=True),
+    SystemSpec("copy-ref", CopyRefConfig, CopyRef),
+    SystemSpec("flow-warp", FlowWarpConfig, FlowWarp),
+)  # fmt: skip
+REGISTRY: dict[str, SystemSpec] = {s.name: s for s in _SPECS}
+SYSTEMS = tuple(REGISTRY)
+TRAINABLE = tuple(s.name for s in _SPECS if s.trainable)
+GAN_SYSTEMS = tuple(s.name for s in _SPECS if s.gan)
 
 
 def _check(system: str, size: str | None = None) -> None:
@@ -70,30 +133,27 @@ def _check(system: str, size: str | None = None) -> None:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
 
 
-def _config_class(system: str) -> type:
-    return {"lcmftn": LCMFTNConfig, "lcmftn-nocmft": LCMFTNConfig, "pix2pix-ref": Pix2PixConfig,
-            "tcvc": TCVCConfig, "copy-ref": CopyRefConfig, "flow-warp": FlowWarpConfig}[system]
+def spec(system: str) -> SystemSpec:
+    """The registry record of ``system`` (``ValueError`` naming the known ones)."""
+    _check(system)
+    return REGISTRY[system]
 
 
 def generator_config(system: str, size: str = "small") -> Any:
     """The frozen config dataclass of ``system`` at preset ``size``."""
     _check(system, size)
-    if system in ("lcmftn", "lcmftn-nocmft"):
-        return LCMFTNConfig(size=size, use_cmft=system == "lcmftn", **_LCMFTN_SIZES[size])
-    if system == "pix2pix-ref":
-        return Pix2PixConfig(size=size, **_PIX2PIX_SIZES[size])
-    if system == "tcvc":
-        return TCVCConfig(size=size, **_TCVC_SIZES[size])
-    return _config_class(system)(size=size)
+    sp = REGISTRY[system]
+    return sp.config_class(size=size, **sp.fixed, **sp.sizes.get(size, {}))
 
 
 def _build(system: str, cfg: Any, load_pretrained: bool = True) -> ColorizationSystem:
-    if system in ("lcmftn", "lcmftn-nocmft"):
-        if cfg.use_cmft != (system == "lcmftn"):
-            raise ValueError(f"{system}: config has use_cmft={cfg.use_cmft}, which is the other system")
-        return LCMFTN(cfg, load_pretrained=load_pretrained)
-    return {"pix2pix-ref": Pix2PixRef, "tcvc": TCVCGenerator, "copy-ref": CopyRef,
-            "flow-warp": FlowWarp}[system](cfg)
+    sp = REGISTRY[system]
+    for key, value in sp.fixed.items():
+        if getattr(cfg, key) != value:
+            raise ValueError(f"{system}: config has {key}={getattr(cfg, key)}, which is the other system")
+    if sp.pretrained_parts:
+        return sp.generator_class(cfg, load_pretrained=load_pretrained)
+    return sp.generator_class(cfg)
 
 
 def build_generator(system: str, size: str = "small", **overrides: Any) -> ColorizationSystem:
@@ -115,7 +175,7 @@ def build_generator_from_config(system: str, config: dict[str, Any],
     original file: a checkpoint carries those weights itself.
     """
     _check(system)
-    cls = _config_class(system)
+    cls = REGISTRY[system].config_class
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(config) - fields
     if unknown:
@@ -132,22 +192,21 @@ def build_generator_from_config(system: str, config: dict[str, Any],
 def build_discriminator(system: str, size: str = "small") -> nn.Module | None:
     """The PatchGAN of a GAN baseline (spectral norm for TCVC), or ``None``."""
     _check(system, size)
-    if system not in _D_COND_CHANNELS:
+    sp = REGISTRY[system]
+    if not sp.gan:
         return None
-    cfg = PatchGANConfig(size=size, in_channels=_D_COND_CHANNELS[system] + 3,
-                         base_channels=_PATCHGAN_WIDTH[size], spectral_norm=system == "tcvc")
+    cfg = PatchGANConfig(size=size, in_channels=sp.d_condition_channels + 3,
+                         base_channels=_PATCHGAN_WIDTH[size], spectral_norm=sp.d_spectral_norm)
     return PatchGAN(cfg)
 
 
 def multiple_of(system: str) -> int:
     """Input H and W must be multiples of this (LCMFTN: 8, its three stride-2 levels)."""
-    _check(system)
-    return _MULTIPLE_OF[system]
+    return spec(system).multiple_of
 
 
 def is_trainable(system: str) -> bool:
-    _check(system)
-    return system in TRAINABLE
+    return spec(system).trainable
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

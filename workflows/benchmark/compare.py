@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ALL_SYSTEMS = ("lcmftn", "lcmftn-nocmft", "tcvc", "pix2pix-ref", "copy-ref", "flow-warp")
 PAPER_STRIDES = (1, 5, 10)
 
 
@@ -40,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset URI (ingest layout; local or s3://)")
     p.add_argument("--recipe", default="cpu-small", help="training recipe (default cpu-small)")
-    p.add_argument("--systems", default=",".join(ALL_SYSTEMS),
-                   help=f"comma-separated systems (default: {','.join(ALL_SYSTEMS)})")
+    from lcmftn.models.registry import SYSTEMS  # every registered system (SystemSpec records)
+
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"comma-separated systems (default: {','.join(SYSTEMS)})")
     p.add_argument("--epochs", type=int, default=0, help="epochs (0 = the recipe's)")
     p.add_argument("--steps", type=int, default=-1,
                    help="steps per epoch (-1 = the recipe's; 0 = one pass over the pairs)")
