@@ -78,6 +78,7 @@ from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the jo
     training_size,
     write_shot,
 )
+from workflows import args as cli_args
 
 log = logging.getLogger("workflows.colorize")
 
@@ -247,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="no Ray: colour in this process")
     p.add_argument("--flag-fraction", type=float, default=0.05, help="flag frames with more low-confidence pixels")
     p.add_argument("--work-dir", help="scratch folder for downloads (default: a temp dir)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    cli_args.add_verbose(p)
     return p
 
 

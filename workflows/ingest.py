@@ -63,6 +63,7 @@ from lcmftn.ingest import (  # noqa: F401 - re-exported for callers of the job m
     summarize,
 )
 from lcmftn.integrations import storage
+from workflows import args as cli_args
 
 log = logging.getLogger("workflows.ingest")
 
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-shot-frames", type=int, default=None)
     ap.add_argument("--rows-per-shard", type=int, default=512)
     ap.add_argument("--max-retries", type=int, default=2, help="retries of a film task whose worker died")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    cli_args.add_verbose(ap)
     return ap  # fmt: skip
 
 

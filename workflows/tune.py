@@ -34,6 +34,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from workflows import args as cli_args
 from workflows.train import (
     EXIT_BAD_INPUT,
     BadInput,
@@ -53,10 +54,9 @@ SEARCH_KEYS = ("lambda_l1", "lambda_vgg", "window_width", "window_stride", "lr")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m workflows.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset root (local folder or s3://...)")
-    p.add_argument("--recipe", required=True, help="base recipe (smoke, cpu-small, paper-256)")
+    cli_args.add_training_inputs(p, recipe_help="base recipe (smoke, cpu-small, paper-256)",
+                                 model_help="system to train (default: the recipe's)")
     p.add_argument("--num-samples", type=int, required=True, help="number of trials")
-    p.add_argument("--model", default=None, help="system to train (default: the recipe's)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="DDP workers per trial")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial worker")
     p.add_argument("--cpus-per-trial", type=float, default=None,
@@ -66,15 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=int, default=1,
                    help="ASHA: epochs every trial runs before it can be stopped")
     p.add_argument("--name", default=None, help="sweep name (storage folder, parent MLflow run)")
-    p.add_argument("--storage", default="./runs", help="storage path (folder or s3://...)")
-    p.add_argument("--experiment", default="lcmftn-tune", help="MLflow experiment")
-    p.add_argument("--register-as", default=None,
-                   help="registered model name for the best trial (default: the system name; "
-                        "'none' skips)")
+    cli_args.add_run_outputs(p, experiment="lcmftn-tune", storage_help="storage path (folder or s3://...)",
+                             register_help="registered model name for the best trial (default: the "
+                                           "system name; 'none' skips)")
     p.add_argument("--resume", action="store_true", help="continue the sweep of this --name")
     p.add_argument("--seed", type=int, default=0, help="search seed")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="base config override (as in workflows.train)")
+    cli_args.add_overrides(p, help="base config override (as in workflows.train)")
     return p
 
 

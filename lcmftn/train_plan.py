@@ -1,0 +1,253 @@
+"""Planning a training run, Ray-free: validate every input before anything starts, resolve the
+:class:`JobSpec`, and what the run logs (MLflow params, the summary line). The Ray Train job is
+``workflows.train`` (and ``workflows.tune`` per trial); the loop itself is :mod:`lcmftn.training`.
+
+Bad input (unknown recipe/model/override, missing or empty dataset, unreachable S3) raises
+:class:`BadInput` naming the problem, before Ray or any worker starts (exit code 2).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lcmftn.recipes import TrainConfig, apply_overrides, recipe
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(ValueError):
+    """A problem with the command line or the inputs, found before anything starts."""
+
+
+@dataclass
+class JobSpec:
+    """Everything the driver resolved before starting Ray."""
+
+    cfg: TrainConfig
+    data_uri: str
+    storage_uri: str
+    run_name: str
+    experiment: str
+    register_as: str | None
+    workers: int
+    gpus_per_worker: float
+    cpus_per_worker: float
+    max_failures: int
+    manifest: dict
+    counts: dict[str, int]
+    kill_worker_at_step: int = 0
+    threads_per_worker: int = 0
+    data_fs: Any = None
+    """pyarrow filesystem of an ``s3://`` dataset, built on the driver from its AWS_* env
+    (picklable; a Ray worker's or Tune trial's env is fixed when its raylet starts)."""
+    storage_fs: Any = None
+    """Same for an ``s3://`` storage path."""
+
+
+def resolve_config(recipe_name: str, model: str | None, overrides: list[str]) -> TrainConfig:
+    """Recipe + ``--model`` + ``--set`` overrides, validated; ``BadInput`` otherwise."""
+    try:
+        cfg = recipe(recipe_name)
+        if model is not None:
+            overrides = [f"system={model}", *overrides]
+        cfg = apply_overrides(cfg, overrides)
+    except ValueError as e:
+        raise BadInput(str(e)) from e
+    from lcmftn.models import registry
+
+    if cfg.model_size not in registry.SIZES:
+        raise BadInput(f"model_size {cfg.model_size!r} is not one of {registry.SIZES}")
+    multiple = registry.multiple_of(cfg.system)
+    if cfg.image_size_px % multiple:
+        raise BadInput(f"image_size_px {cfg.image_size_px} must be a multiple of {multiple} "
+                       f"for {cfg.system}")
+    from lcmftn import losses
+
+    # Cheap checks of the VGG-19 source here; the weights themselves load in the workers.
+    source = losses.vgg_source(cfg.loss, cfg.system)
+    weights = cfg.loss.vgg_weights
+    if source.startswith("none (invalid"):
+        raise BadInput(f"loss.vgg_weights='none' but the loss has a VGG term "
+                       f"(loss.lambda_vgg={cfg.loss.lambda_vgg}); set loss.vgg_weights to "
+                       f"{losses.VGG_OPTIONS}, or loss.lambda_vgg=0")
+    if (not source.startswith("none") and weights not in ("random", "torchvision")
+            and not weights.startswith("s3://") and not Path(weights).is_file()):
+        raise BadInput(f"loss.vgg_weights={weights!r}: no such file "
+                       f"(options: {losses.VGG_OPTIONS})")
+    if cfg.e_i_weights and not Path(cfg.e_i_weights).is_file():
+        raise BadInput(f"e_i_weights={cfg.e_i_weights!r}: no such file")
+    if cfg.e_i_weights and not cfg.system.startswith("lcmftn"):
+        raise BadInput(f"e_i_weights is an LCMFTN option; {cfg.system} has no E_I")
+    return cfg
+
+
+def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
+    """Fail fast on a missing, unreachable or empty dataset, or one too small for ``cfg``.
+
+    Reads the manifest and the committed shards' small columns only (no images) and counts
+    shots, validation shots and training pairs exactly as the workers will sample them.
+    Returns ``(manifest, counts)``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lcmftn.data import dataset as ds
+    from lcmftn.data.pairs import sample_window_pairs
+    from lcmftn.integrations import storage
+
+    try:
+        if storage.is_s3(uri):
+            storage.check_reachable(uri)
+        elif not Path(uri).exists():
+            raise BadInput(f"dataset {uri}: no such folder")
+        fs, paths, manifest = ds.shard_paths(uri)
+    except storage.StorageError as e:
+        raise BadInput(f"dataset {e}") from e
+    except OSError as e:  # FileNotFoundError from a folder without manifest or shards
+        raise BadInput(f"dataset {e}") from e
+    except ValueError as e:  # a corrupt manifest.json (the message names it)
+        raise BadInput(str(e)) from e
+    if not paths:
+        films = manifest.get("films", {})
+        failed = {k: v.get("reason") for k, v in films.items() if v.get("status") != "ok"}
+        raise BadInput(f"dataset {uri}: empty (no committed film in {ds.MANIFEST_NAME}"
+                       + (f"; failed films: {failed}" if failed else "") + ")")
+    cols = ["film", "shot", "frame", "hold"]
+    tables = []
+    for path in paths:
+        try:
+            tables.append(pq.read_table(path, filesystem=fs, columns=cols))
+        except Exception as e:
+            raise BadInput(f"dataset {uri}: cannot read shard {path}: {e}") from e
+    table = pa.concat_tables(tables).sort_by([(c, "ascending") for c in cols[:3]])
+    if table.num_rows == 0:
+        raise BadInput(f"dataset {uri}: the committed shards hold no frames")
+    keys = list(zip(table["film"].to_pylist(), table["shot"].to_pylist(), strict=True))
+    holds = np.asarray(table["hold"].to_pylist(), dtype=bool)
+    frames = np.asarray(table["frame"].to_pylist(), dtype=np.int32)
+    clips, start = [], 0
+    for i in range(1, len(keys) + 1):  # same grouping as dataset.shots_from_table, no images
+        if i == len(keys) or keys[i] != keys[start]:
+            h = holds[start:i].copy()
+            h[0] = False
+            clips.append(ds.ShotClip(keys[start][0], int(keys[start][1]), frames[start:i], [], [],
+                                     h, 0, 0))
+            start = i
+    train, val = ds.split_shots(clips, cfg.val.val_fraction, seed=cfg.seed)
+    pairs = sum(len(sample_window_pairs(len(c), cfg.window, holds=c.holds)) for c in train)
+    counts = {"shots": len(clips), "train_shots": len(train), "val_shots": len(val),
+              "train_pairs": pairs, "frames": table.num_rows}
+    if cfg.val.val_fraction > 0 and not val:
+        raise BadInput(f"dataset {uri}: {len(clips)} shot(s); validation holds out whole "
+                       "shots, so at least 2 are needed (or --set val.val_fraction=0)")
+    return manifest, counts
+
+
+def check_storage(uri: str) -> None:
+    from lcmftn.integrations import storage
+
+    if storage.is_s3(uri):
+        try:
+            storage.check_reachable(uri)
+        except storage.StorageError as e:
+            raise BadInput(f"storage {e}") from e
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.system}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list[str],
+              workers: int, gpus_per_worker: float, cpus_per_worker: float | None,
+              run_name: str | None, storage: str, experiment: str, register_as: str | None,
+              max_failures: int, kill_worker_at_step: int = 0,
+              threads_per_worker: int = 0) -> JobSpec:
+    """Check everything and resolve defaults; raises ``BadInput`` before Ray is touched."""
+    from lcmftn.integrations import storage as st
+
+    if workers < 1:
+        raise BadInput(f"--workers must be >= 1, got {workers}")
+    cfg = resolve_config(recipe_name, model, overrides)
+    manifest, counts = check_dataset(data, cfg)
+    need = workers * cfg.batch_size_per_worker
+    if counts["train_pairs"] < need:
+        raise BadInput(f"dataset {data}: {counts['train_pairs']} training pairs (window "
+                       f"{cfg.window.width_frames}/{cfg.window.stride_frames} over "
+                       f"{counts['train_shots']} shots); {workers} worker(s) x batch "
+                       f"{cfg.batch_size_per_worker} need at least {need}")
+    check_storage(storage)
+    if cpus_per_worker is None:
+        cpus_per_worker = 1.0 if gpus_per_worker > 0 else 0.5
+    register = register_as or cfg.system
+    return JobSpec(
+        cfg=cfg, data_uri=st.normalize(data), storage_uri=st.normalize(storage),
+        run_name=run_name or default_run_name(cfg), experiment=experiment,
+        register_as=None if register.lower() == "none" else register, workers=workers,
+        gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+        max_failures=max_failures, manifest=manifest, counts=counts,
+        kill_worker_at_step=kill_worker_at_step, threads_per_worker=threads_per_worker,
+        data_fs=st.filesystem_for(data)[0] if st.is_s3(data) else None,
+        storage_fs=st.filesystem_for(storage)[0] if st.is_s3(storage) else None,
+    )
+
+
+def run_params(spec: JobSpec) -> dict[str, Any]:
+    """What the run logs as MLflow params: the flattened config plus data/cluster provenance."""
+    from lcmftn import losses
+    from lcmftn.integrations import storage, tracking
+    from lcmftn.recipes import flatten_config
+
+    manifest = spec.manifest
+    return {
+        **flatten_config(spec.cfg),
+        "data.uri": spec.data_uri,
+        "data.manifest_uri": storage.join(spec.data_uri, "manifest.json") if manifest else "none",
+        "data.version": str(manifest.get("version", "unversioned")),
+        "data.films": ",".join(sorted(manifest.get("films", {}))) if manifest else "?",
+        **{f"data.{k}": v for k, v in spec.counts.items()},
+        "vgg_source": losses.vgg_source(spec.cfg.loss, spec.cfg.system),
+        "e_i_source": spec.cfg.e_i_weights or "off (no E_I weights given)",
+        "cluster.workers": spec.workers,
+        "cluster.gpus_per_worker": spec.gpus_per_worker,
+        "cluster.cpus_per_worker": spec.cpus_per_worker,
+        "git_commit": tracking.git_commit() or "unknown",
+        "run_storage": storage.join(spec.storage_uri, spec.run_name),
+    }
+
+
+def loop_config(spec: JobSpec, tracking_uri: str | None, run_id: str | None) -> dict[str, Any]:
+    """The ``train_loop_config`` every worker receives (picklable; config as a plain dict)."""
+    fault = None
+    if spec.kill_worker_at_step:
+        fault = {"rank": min(1, spec.workers - 1), "step": spec.kill_worker_at_step,
+                 "marker": tempfile.mkdtemp(prefix="fault-") + "/killed"}
+    return {"cfg": asdict(spec.cfg), "data_uri": spec.data_uri, "data_fs": spec.data_fs,
+            "tracking_uri": tracking_uri, "run_id": run_id, "fault": fault,
+            "threads_per_worker": spec.threads_per_worker}
+
+
+def checkpoint_uri(spec: JobSpec, checkpoint) -> str:
+    """Where a (Ray Train) checkpoint lives, as a URI (``""`` for none)."""
+    if checkpoint is None:
+        return ""
+    return f"s3://{checkpoint.path}" if spec.storage_uri.startswith("s3://") else checkpoint.path
+
+
+def summary_line(spec: JobSpec, run_id: str, result, model_uri: str | None,
+                 version: str | None, seconds: float) -> dict[str, Any]:
+    """The JSON summary line of a finished run (``result``: a Ray Train ``Result``)."""
+    m = dict(result.metrics or {})
+    return {
+        "run_id": run_id, "run_name": spec.run_name, "experiment": spec.experiment,
+        "system": spec.cfg.system, "recipe": spec.cfg.recipe,
+        "checkpoint": checkpoint_uri(spec, result.checkpoint), "model_uri": model_uri,
+        "model_version": version, "epoch": m.get("epoch"), "step": m.get("step"),
+        "start_epoch": m.get("start_epoch"), "val_psnr": m.get("val_psnr"),
+        "val_ssim": m.get("val_ssim"), "copyref_psnr": m.get("copyref_psnr"),
+        "samples_per_s": m.get("samples_per_s"), "workers": spec.workers,
+        "seconds": round(seconds, 1),
+    }
