@@ -8,15 +8,18 @@ Bad input (unknown recipe/model/override, missing or empty dataset, unreachable 
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lcmftn.recipes import TrainConfig, apply_overrides, recipe
 
 EXIT_BAD_INPUT = 2
+SEARCH_KEYS = ("lambda_l1", "lambda_vgg", "window_width", "window_stride", "lr")
+"""The hyper-parameters ``workflows.tune`` searches (names of its trial params)."""
 
 
 class BadInput(ValueError):
@@ -251,3 +254,39 @@ def summary_line(spec: JobSpec, run_id: str, result, model_uri: str | None,
         "samples_per_s": m.get("samples_per_s"), "workers": spec.workers,
         "seconds": round(seconds, 1),
     }
+
+
+# ----------------------------------------------------------------------------- sweeps (workflows.tune)
+
+
+def trial_spec(base: JobSpec, params: dict[str, Any], trial_name: str, storage: str) -> JobSpec:
+    """The ``JobSpec`` of one trial: the base config with the sampled values."""
+    from lcmftn.recipes import validate_config
+
+    cfg = base.cfg
+    cfg = replace(
+        cfg,
+        loss=replace(cfg.loss, lambda_l1=float(params["lambda_l1"]),
+                     lambda_vgg=float(params["lambda_vgg"])),
+        window=replace(cfg.window, width_frames=int(params["window_width"]),
+                       stride_frames=int(params["window_stride"])),
+        optim=replace(cfg.optim, lr=float(params["lr"])),
+        val=replace(cfg.val, every_epochs=1),  # ASHA needs the metric in every report
+    )
+    validate_config(cfg)
+    return replace(base, cfg=cfg, run_name=trial_name, storage_uri=storage, register_as=None)
+
+
+def best_table(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
+    """Markdown table of the best trials (by ``metric``, descending)."""
+    cols = ["trial", "epoch", metric, "copyref_psnr", *SEARCH_KEYS]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    ranked = sorted(rows, key=lambda r: -r.get(metric, -math.inf)
+                    if isinstance(r.get(metric), (int, float)) else math.inf)
+    for r in ranked[:top]:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -28,12 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from dataclasses import replace
 from typing import Any
 
+from lcmftn.train_plan import SEARCH_KEYS, best_table, trial_spec  # noqa: F401 - re-exported
 from workflows import args as cli_args
 from workflows.train import (
     EXIT_BAD_INPUT,
@@ -47,9 +47,6 @@ from workflows.train import (
 )
 
 log = logging.getLogger("workflows.tune")
-
-SEARCH_KEYS = ("lambda_l1", "lambda_vgg", "window_width", "window_stride", "lr")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m workflows.tune", description=__doc__,
@@ -90,24 +87,6 @@ def search_space(spec: JobSpec, seed: int) -> dict[str, Any]:
     return space
 
 
-def trial_spec(base: JobSpec, params: dict[str, Any], trial_name: str, storage: str) -> JobSpec:
-    """The ``JobSpec`` of one trial: the base config with the sampled values."""
-    from lcmftn.recipes import validate_config
-
-    cfg = base.cfg
-    cfg = replace(
-        cfg,
-        loss=replace(cfg.loss, lambda_l1=float(params["lambda_l1"]),
-                     lambda_vgg=float(params["lambda_vgg"])),
-        window=replace(cfg.window, width_frames=int(params["window_width"]),
-                       stride_frames=int(params["window_stride"])),
-        optim=replace(cfg.optim, lr=float(params["lr"])),
-        val=replace(cfg.val, every_epochs=1),  # ASHA needs the metric in every report
-    )
-    validate_config(cfg)
-    return replace(base, cfg=cfg, run_name=trial_name, storage_uri=storage, register_as=None)
-
-
 def run_trial(params: dict[str, Any], base: JobSpec, parent_run_id: str, tracking_uri: str,
               train_storage: str) -> None:
     """Function trainable: one nested MLflow run + one TorchTrainer reporting to Tune."""
@@ -130,21 +109,6 @@ def run_trial(params: dict[str, Any], base: JobSpec, parent_run_id: str, trackin
         tracking.end_run(run_id, "FAILED", tracking_uri)
         raise
     tracking.end_run(run_id, "FINISHED", tracking_uri)
-
-
-def best_table(rows: list[dict[str, Any]], metric: str, top: int = 10) -> str:
-    """Markdown table of the best trials (by ``metric``, descending)."""
-    cols = ["trial", "epoch", metric, "copyref_psnr", *SEARCH_KEYS]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    ranked = sorted(rows, key=lambda r: -r.get(metric, -math.inf)
-                    if isinstance(r.get(metric), (int, float)) else math.inf)
-    for r in ranked[:top]:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
