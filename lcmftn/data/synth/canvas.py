@@ -120,8 +120,10 @@ class CelCanvas:
 
     def rgba(self) -> np.ndarray:
         """uint8 [H,W,4]: cel colour with alpha = covered (line art not included)."""
-        a = np.where(self.region > 0, 255, 0).astype(np.uint8)
-        return np.dstack([self.color, a])
+        out = np.empty((self.h, self.w, 4), np.uint8)
+        out[..., :3] = self.color
+        out[..., 3] = (self.region > 0).view(np.uint8) * 255
+        return out
 
     def lineart(self) -> np.ndarray:
         """The artist line art of the layer: uint8 [H,W], 255 = paper, 0 = ink."""

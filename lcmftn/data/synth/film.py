@@ -23,7 +23,14 @@ import numpy as np
 
 from lcmftn.data.synth.canvas import CelCanvas
 from lcmftn.data.synth.character import Pose, cast_chart, draw_character, make_cast
-from lcmftn.data.synth.config import INK_RGB, FilmConfigV2, ellipse_poly, highlight_of, rgb, shadow_of
+from lcmftn.data.synth.config import (
+    INK_RGB,
+    FilmConfigV2,
+    ellipse_poly,
+    highlight_of,
+    rgb,
+    shadow_of,
+)
 from lcmftn.data.synth.scene import paint_background, smoke_layer, spark_layer
 from lcmftn.data.video import write_video
 
@@ -246,22 +253,26 @@ class _Shot:
 
 def composite(layers: FrameLayers) -> np.ndarray:
     """The frame: background, cels over it, line art ink over the cels, effects over all."""
-    out = layers.background.astype(np.float32)
+    out = layers.background.copy()
     cel = layers.cels[..., 3] > 0
-    out[cel] = layers.cels[..., :3][cel]
-    ink = (255 - layers.lineart).astype(np.float32)[..., None] * (1 / 255)
-    out = out * (1 - ink) + np.asarray(INK_RGB, np.float32) * ink
-    if layers.effects[..., 3].any():
-        a = layers.effects[..., 3:].astype(np.float32) * (1 / 255)
-        out = out * (1 - a) + layers.effects[..., :3].astype(np.float32) * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    np.copyto(out, layers.cels[..., :3], where=cel[..., None])
+    ys, xs = np.nonzero(layers.lineart < 255)  # ink is sparse: blend only there
+    ink = (255 - layers.lineart[ys, xs]).astype(np.float32)[:, None] * (1 / 255)
+    px = out[ys, xs].astype(np.float32)
+    out[ys, xs] = (px * (1 - ink) + np.asarray(INK_RGB, np.float32) * ink + 0.5).astype(np.uint8)
+    ys, xs = np.nonzero(layers.effects[..., 3])
+    if len(ys):
+        a = layers.effects[ys, xs, 3:].astype(np.float32) * (1 / 255)
+        px = out[ys, xs].astype(np.float32) * (1 - a) + layers.effects[ys, xs, :3].astype(np.float32) * a
+        out[ys, xs] = np.clip(px + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def iter_layers(cfg: FilmConfigV2, shots: list[dict] | None = None) -> Iterator[tuple[FrameLayers, bool]]:
     """``(layers, held)`` per frame in order; a held frame's layers are the previous frame's."""
     shots = shots or plan_shots(cfg)
     cast = make_cast(cfg.seed, cfg.cast_count)
-    for shot in shots:
+    for k, shot in enumerate(shots):
         r = _Shot(cfg, shot, cast)
         prev, prev_idx = None, -1
         for t in range(shot["end"] - shot["start"]):
@@ -274,7 +285,7 @@ def iter_layers(cfg: FilmConfigV2, shots: list[dict] | None = None) -> Iterator[
                     and np.array_equal(layers.background, prev.background) and np.array_equal(layers.effects, prev.effects):
                 nudge += 1  # NOTE: keeps the truth exact: a new drawing always differs
                 layers = r.render(idx, nudge)
-            layers.motion["drawing"] = idx
+            layers.motion.update(shot=k, drawing=idx)
             prev, prev_idx = layers, idx
             yield layers, False
 
