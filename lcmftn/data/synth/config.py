@@ -37,6 +37,7 @@ class FilmConfigV2:
     effects: effects amount in [0, 1]: probability of smoke/sparks in a shot and their density.
     close_up_prob: probability of a close-up shot (one character, large: head and torso fill it).
     line_px: outline width at 256 px frame height (scaled with the height; varies per stroke).
+    thin_lines: draw every line 1 px wide at any size (clean artist line art at 1000-2000 px).
     """
 
     seed: int = 0
@@ -61,6 +62,7 @@ class FilmConfigV2:
     effects: float = 0.3
     close_up_prob: float = 0.3
     line_px: float = 1.2
+    thin_lines: bool = False
 
     def __post_init__(self) -> None:
         if self.seconds is not None:

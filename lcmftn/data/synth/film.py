@@ -72,7 +72,7 @@ def _plan_actors(rng, cfg: FilmConfigV2, n: int, close_up: bool, w: float, h: fl
         d = float(rng.choice([-1.0, 1.0]))
         x0 = x_c + rng.uniform(-0.35, 0.35) * w * (0.3 if close_up else 1.0)
         if act == "enter":
-            x0 = x_c - d * 0.7 * w
+            x0 = x_c - d * 0.6 * w
         speed = rng.uniform(0.006, 0.012) * h * cfg.motion * (2.2 if act in ("enter", "leave") else 1.0)
         actors.append({
             "cast": int(c), "act": act, "dir": d, "x0": float(x0), "depth": float(depth),
@@ -153,7 +153,7 @@ class _Shot:
         self.bg = paint_background(rng, wh, ww, shot["hue"], shot["horizon"])
         a = rng.uniform(-0.8, 0.8) + (math.pi if rng.random() < 0.5 else 0.0)
         self.light = (math.sin(a) * 0.8, -0.6)
-        self.line_px = cfg.line_px * self.h / 256
+        self.line_px = 1.0 if cfg.thin_lines else cfg.line_px * self.h / 256
         self.n = max(1, shot["drawings"] - 1)
         x_c, g = shot["camera"]["from"][0], shot["horizon"]
         self.ball = {"x0": x_c - 0.7 * self.w, "y0": g - 0.3 * self.h, "vx": 0.04 * self.w * shot["step"],
@@ -204,7 +204,7 @@ class _Shot:
         h, w = self.h, self.w
         cam, m = self.camera(i, nudge)
         bg = cv2.warpAffine(self.bg, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        cv = CelCanvas(h, w, self.line_px * cam[2])
+        cv = CelCanvas(h, w, self.line_px * (1.0 if self.cfg.thin_lines else cam[2]))
         chars = []
         for a in self.shot["actors"]:
             p = self.pose(a, i)
@@ -303,13 +303,17 @@ def generate_film(cfg: FilmConfigV2, lineart_out: list | None = None) -> Synthet
     is appended to it as the frames are iterated."""
     shots = plan_shots(cfg)
     truth = film_truth(cfg, shots, make_cast(cfg.seed, cfg.cast_count))
-    truth["motion"] = []
+    truth["motion"], truth["lineart_holds"] = [], []
+    starts = {s["start"] for s in shots}
 
     def frames() -> Iterator[np.ndarray]:
-        frame = None
-        for layers, held in iter_layers(cfg, shots):
+        frame = prev = None
+        for t, (layers, held) in enumerate(iter_layers(cfg, shots)):
             if not held:
                 frame = composite(layers)
+            if t not in starts and (held or np.array_equal(layers.lineart, prev)):
+                truth["lineart_holds"].append(t)  # the line art alone cannot tell (effects, pans)
+            prev = layers.lineart
             truth["motion"].append(layers.motion)
             if lineart_out is not None:
                 lineart_out.append(layers.lineart)
