@@ -171,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jitter", type=float, default=0.0, help="shot length jitter, fraction in [0,1)")
     s.add_argument("--characters", type=int, default=2, help="characters per shot")
     s.add_argument("--motion", type=float, default=1.0, help="motion scale (0 = stills)")
-    s.add_argument("--hold-prob", type=float, default=None, help="P(shot animated on twos/threes) (v1 0.5, v2 0.6)")
-    s.add_argument("--still-prob", type=float, default=None, help="P(still shot) (v1 0.1, v2 0.15)")
+    s.add_argument("--hold-prob", type=float, default=None, help="P(shot animated on twos/threes) (v1 0.5, v2 0.8)")
+    s.add_argument("--still-prob", type=float, default=None, help="P(still shot) (v1 0.1, v2 0.3)")
     s.add_argument("--generator", choices=("v1", "v2"), default="v1",
                    help="v1: lcmftn.data.synthetic (default); v2: lcmftn.data.synth (cel characters, camera, effects)")
     s.add_argument("--zoom", type=float, default=None, help="v2: largest zoom change per shot (fraction)")

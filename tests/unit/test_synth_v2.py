@@ -107,9 +107,7 @@ def test_motion_truth_matches_the_layers():
             assert len(ys) == 0
         else:
             x0, y0, x1, y1 = ch["bbox"]
-            assert len(ys) and xs.min() >= x0 - 1 and xs.max() <= x1 + 1 and ys.min() >= y0 - 1 and ys.max() <= y1 + 1
-            inside = (max(0, x0), max(0, y0), min(127, x1), min(127, y1))
-            assert xs.min() <= inside[0] + 2 and xs.max() >= inside[2] - 2  # tight, not just containing
+            assert len(ys) and (xs.min(), ys.min(), xs.max(), ys.max()) == (x0, y0, x1, y1)  # one character: exact
         if prev is not None and prev.motion["shot"] == mo["shot"]:
             dx = mo["camera"][0] - prev.motion["camera"][0]
             if 3 < abs(dx) < 20:  # the painted background moves by -dx on screen

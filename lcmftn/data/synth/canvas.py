@@ -49,23 +49,26 @@ class CelCanvas:
 
     def part(self, poly: Sequence[tuple[float, float]] | np.ndarray, colors: Colors,
              shadow_shift: tuple[float, float] | None = None,
-             highlight: np.ndarray | None = None, weight: float = 1.0, lines: bool = True) -> bool:
+             highlight: np.ndarray | None = None, weight: float = 1.0,
+             lines: bool = True) -> tuple[int, int, int, int] | None:
         """Paint one closed part (screen px). ``shadow_shift``: the lit band is the part shifted by
         this vector; the rest is shadow. ``highlight``: polygon of a highlight band (clipped to
-        the part). Returns False when the part is off-screen."""
+        the part). Returns the painted pixels' bbox ``(x0, y0, x1, y1)`` (inclusive), None when
+        the part is off-screen."""
         pts = np.asarray(poly, np.float64)
         sw = self._stroke_px(weight)
         roi = self._roi(pts, sw + 2)
         if roi is None:
-            return False
+            return None
         x0, y0, x1, y1 = roi
         rh, rw = y1 - y0, x1 - x0
         ip = np.round((pts - (x0, y0)) * _ONE).astype(np.int32)
         m = np.zeros((rh, rw), np.uint8)
         cv2.fillPoly(m, [ip], 1, cv2.LINE_8, _SHIFT)
         mask = m.view(bool)
-        if not mask.any():
-            return False
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        if not len(rows):
+            return None
         base, shade, high = colors
         col, reg, ink = self.color[y0:y1, x0:x1], self.region[y0:y1, x0:x1], self.ink[y0:y1, x0:x1]
         bands = [(mask, base)]
@@ -96,7 +99,7 @@ class CelCanvas:
             outer = np.zeros((rh, rw), np.uint8)
             self._outline(outer, ip, sw)
             np.maximum(ink, np.maximum(inner, outer), out=ink)
-        return True
+        return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]), y0 + int(rows[-1])
 
     def _outline(self, img: np.ndarray, ip: np.ndarray, sw: int) -> None:
         """Closed outline; on long contours the width swells and thins along the stroke."""

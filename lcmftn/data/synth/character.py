@@ -45,7 +45,7 @@ def make_cast(seed: int, n: int) -> list[dict]:
             "head_r": rng.uniform(0.10, 0.13), "torso_w": rng.uniform(0.10, 0.14),
             "torso_h": rng.uniform(0.25, 0.29), "leg": rng.uniform(0.2, 0.23),
             "arm": rng.uniform(0.15, 0.18), "limb_w": rng.uniform(0.05, 0.065),
-            "spikes": int(rng.integers(3, 8)), "spike_len": rng.uniform(0.15, 0.45),
+            "spikes": int(rng.integers(3, 8)), "spike_len": rng.uniform(0.15, 0.33),
             "long_hair": bool(rng.random() < 0.4), "hair_vol": rng.uniform(1.05, 1.25),
         })  # fmt: skip
     return cast
@@ -102,16 +102,16 @@ class _Drawer:
             s = size * self.scale * 0.3
             shift = (self.light[0] * s, self.light[1] * s)
         hl = None if highlight is None else np.asarray(highlight) @ self.m[:, :2].T + self.m[:, 2]
-        if self.cv.part(p, self.pal[part], shift, hl, weight):
+        box = self.cv.part(p, self.pal[part], shift, hl, weight)
+        if box is not None:  # the painted pixels (before later parts occlude them)
             b = self.bbox
-            b[0], b[1] = min(b[0], p[:, 0].min()), min(b[1], p[:, 1].min())
-            b[2], b[3] = max(b[2], p[:, 0].max()), max(b[3], p[:, 1].max())
+            b[0], b[1], b[2], b[3] = min(b[0], box[0]), min(b[1], box[1]), max(b[2], box[2]), max(b[3], box[3])
 
 
 def draw_character(canvas: CelCanvas, design: dict, pose: Pose, affine: np.ndarray,
                    light: tuple[float, float]) -> list[float] | None:
     """Draw ``design`` in ``pose`` through the camera ``affine`` (2x3 world->screen); returns the
-    screen bbox ``[x0, y0, x1, y1]`` of the drawn parts (None when nothing is on screen)."""
+    screen bbox ``[x0, y0, x1, y1]`` (inclusive px) of its painted pixels (None when off-screen)."""
     d, dr = design, _Drawer(canvas, affine, pose, design, light)
     c, s = math.cos(pose.turn), math.sin(pose.turn)
     ac, facing = abs(c), (1.0 if s >= 0 else -1.0)
@@ -175,7 +175,7 @@ def draw_character(canvas: CelCanvas, design: dict, pose: Pose, affine: np.ndarr
         if near and kind == "arm":
             draw_limb(kind, joint, angles)
     b = dr.bbox
-    return None if b[0] == math.inf else [round(v, 1) for v in b]
+    return None if b[0] == math.inf else [int(v) for v in b]
 
 
 def _fold(dr: _Drawer, pts) -> None:
@@ -196,7 +196,7 @@ def _head(dr: _Drawer, d: dict, pose: Pose, hx: float, hy: float, hr: float, c: 
             a = phi + pose.turn
             if math.cos(a) < 0.2:
                 continue
-            comp, ex, ey = math.cos(a), hx + math.sin(a) * hr * 0.92, hy + hr * 0.15
+            comp, ex, ey = math.cos(a), hx + math.sin(a) * hr * 0.92, hy + hr * 0.3
             if pose.blink:
                 dr(ellipse_poly(ex, ey + hr * 0.08, hr * 0.2 * comp, hr * 0.04, 0, 12), "iris", 0, shade=False, weight=0.8)
                 continue
@@ -206,13 +206,13 @@ def _head(dr: _Drawer, d: dict, pose: Pose, hx: float, hy: float, hr: float, c: 
             dr(iris, "iris", 0, shade=False, highlight=hl, weight=0.8)
         ma = pose.turn
         if math.cos(ma) > 0.3:
-            mx, my = hx + math.sin(ma) * hr * 0.85, hy + hr * 0.6
+            mx, my = hx + math.sin(ma) * hr * 0.85, hy + hr * 0.72
             dr(ellipse_poly(mx, my, hr * 0.16 * math.cos(ma), hr * (0.035 + 0.12 * pose.mouth), 0, 14), "mouth", 0, shade=False, weight=0.8)
     # bangs: the top of the head with a jagged fringe; from the back the hair covers the head
     top = ellipse_poly(hx - s * hr * 0.15, hy - hr * 0.05, hr * vol * 1.02, hr * vol * 1.05, 0, 18, math.pi, 2 * math.pi)
     n, x_l, x_r = d["spikes"], top[0][0], top[-1][0]
     fringe = []
-    base_y = hy + (hr * 0.7 if back else -hr * 0.25)
+    base_y = hy + (hr * 0.7 if back else -hr * 0.4)
     for j in range(2 * n + 1):
         x = x_r + (x_l - x_r) * j / (2 * n)
         fringe.append((x, base_y + (hr * d["spike_len"] if j % 2 else 0.0)))

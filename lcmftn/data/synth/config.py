@@ -32,10 +32,11 @@ class FilmConfigV2:
     occluder_prob: probability of a foreground prop (crate, post) that occludes characters.
     prop_prob: probability of a thrown ball (cel prop with line art) in a shot.
     zoom: largest relative zoom change over a shot (0 = no zooms; 0.3 = up to 30 %).
-    zoom_prob: probability of a zoom in a shot (when ``zoom > 0``).
+    zoom_prob: probability of a zoom in a shot (when ``zoom > 0``), and of a roll.
     rotation_deg: largest camera roll over a shot, degrees (0 = none).
     effects: effects amount in [0, 1]: probability of smoke/sparks in a shot and their density.
     close_up_prob: probability of a close-up shot (one character, large: head and torso fill it).
+    medium_prob: probability of a medium shot (characters seen from the knees or waist up).
     line_px: outline width at 256 px frame height (scaled with the height; varies per stroke).
     thin_lines: draw every line 1 px wide at any size (clean artist line art at 1000-2000 px).
     """
@@ -51,16 +52,17 @@ class FilmConfigV2:
     num_characters: int = 2
     cast_size: int = 0
     motion: float = 1.0
-    hold_prob: float = 0.6
-    still_prob: float = 0.15
-    pan_prob: float = 0.4
-    occluder_prob: float = 0.25
-    prop_prob: float = 0.2
+    hold_prob: float = 0.8
+    still_prob: float = 0.3
+    pan_prob: float = 0.2
+    occluder_prob: float = 0.2
+    prop_prob: float = 0.15
     zoom: float = 0.25
-    zoom_prob: float = 0.3
+    zoom_prob: float = 0.15
     rotation_deg: float = 4.0
     effects: float = 0.3
     close_up_prob: float = 0.3
+    medium_prob: float = 0.35
     line_px: float = 1.2
     thin_lines: bool = False
 

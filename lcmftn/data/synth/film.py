@@ -62,23 +62,30 @@ def _shot_lengths(cfg: FilmConfigV2) -> list[int]:
     return [max(2, round(cfg.shot_frames * rng.uniform(1 - j, 1 + j))) for _ in range(cfg.num_shots)]
 
 
-def _plan_actors(rng, cfg: FilmConfigV2, n: int, close_up: bool, w: float, h: float, x_c: float, ground: float,
+_FRAMING = {"close": (1.9, 1.45), "medium": (1.3, 0.85)}  # character height, feet below centre (x frame h)
+
+
+def _plan_actors(rng, cfg: FilmConfigV2, n: int, framing: str, w: float, h: float, x_c: float, ground: float,
                  cam_y: float):
     actors = []
     picks = rng.choice(cfg.cast_count, size=min(n, cfg.cast_count), replace=False)
+    acts, p = ["walk", "enter", "leave", "turn", "gesture", "talk"], [0.12, 0.1, 0.06, 0.17, 0.25, 0.3]
     for j, c in enumerate(picks):
-        depth = 1.0 if close_up else rng.uniform(0.55, 1.0)
-        act = str(rng.choice(["walk", "enter", "leave", "turn", "gesture", "talk"], p=[0.2, 0.15, 0.1, 0.2, 0.2, 0.15]))
+        depth = 1.0 if framing != "wide" else rng.uniform(0.55, 1.0)
+        act = str(rng.choice(acts, p=p))
         d = float(rng.choice([-1.0, 1.0]))
-        x0 = x_c + rng.uniform(-0.35, 0.35) * w * (0.3 if close_up else 1.0)
+        spread = (j - (len(picks) - 1) / 2) * (0.8 * w / max(1, len(picks)))
+        x0 = x_c + spread + rng.uniform(-0.08, 0.08) * w
         if act == "enter":
             x0 = x_c - d * 0.6 * w
-        speed = rng.uniform(0.006, 0.012) * h * cfg.motion * (2.2 if act in ("enter", "leave") else 1.0)
+        speed = rng.uniform(0.004, 0.01) * h * cfg.motion * (2.0 if act in ("enter", "leave") else 1.0)
+        height, below = _FRAMING.get(framing, (depth * 0.72, 0.0))
+        y = cam_y + below * h if framing != "wide" else ground + (depth - 0.55) * 0.45 * h
         actors.append({
             "cast": int(c), "act": act, "dir": d, "x0": float(x0), "depth": float(depth),
-            "y": float(cam_y + 1.45 * h if close_up else ground + (depth - 0.55) * 0.45 * h),
-            "height": float(h * (1.9 if close_up else depth * 0.72)), "speed": float(speed),
-            "turn0": float(rng.uniform(-0.4, 0.4) + (d * math.pi / 2 if act in ("walk", "enter", "leave") else 0.0)),
+            "y": float(y + rng.uniform(-0.03, 0.03) * h * (framing != "wide")), "height": float(h * height),
+            "speed": float(speed),
+            "turn0": float(rng.uniform(-0.5, 0.5) + (d * math.pi / 2 if act in ("walk", "enter", "leave") else 0.0)),
             "turn_rate": float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) * cfg.motion),
             "phase0": float(rng.uniform(0, 2 * math.pi)), "cycle": float(rng.uniform(0.3, 0.5)),
             "blink": int(rng.integers(20, 60)), "order": j,
@@ -97,15 +104,17 @@ def plan_shots(cfg: FilmConfigV2) -> list[dict]:
         if k:
             hue = (hue + rng.uniform(100, 260)) % 360
         still = m == 0 or rng.random() < cfg.still_prob
-        step = 1 if still else (int(rng.choice([2, 3])) if rng.random() < cfg.hold_prob else 1)
+        step = 1 if still else (int(rng.choice([2, 3, 3])) if rng.random() < cfg.hold_prob else 1)
         drawings = 1 if still else -(-n // step)
-        close_up = cfg.num_characters > 0 and rng.random() < cfg.close_up_prob
+        u = rng.random()
+        framing = "close" if u < cfg.close_up_prob else ("medium" if u < cfg.close_up_prob + cfg.medium_prob else "wide")
+        close_up = cfg.num_characters > 0 and framing == "close"
         pan = float(rng.choice([-1, 1]) * rng.uniform(0.15, 0.4) * w * m) if rng.random() < cfg.pan_prob else 0.0
         z0 = 1.0
         z1 = 1.0 + cfg.zoom * rng.uniform(0.4, 1.0) if cfg.zoom > 0 and rng.random() < cfg.zoom_prob else 1.0
         if rng.random() < 0.5:
             z0, z1 = z1, z0
-        rot = float(rng.choice([-1, 1]) * rng.uniform(0.3, 1) * cfg.rotation_deg) if rng.random() < 0.3 else 0.0
+        rot = float(rng.choice([-1, 1]) * rng.uniform(0.3, 1) * cfg.rotation_deg) if rng.random() < cfg.zoom_prob else 0.0
         margin = int(0.25 * max(h, w)) + 4
         world = (h + 2 * margin, w + int(abs(pan)) + 2 * margin)
         cam0 = (margin + w / 2 + (abs(pan) if pan < 0 else 0.0), margin + h / 2)
@@ -118,7 +127,8 @@ def plan_shots(cfg: FilmConfigV2) -> list[dict]:
             "hue": hue, "seed": [cfg.seed, 2000 + k], "close_up": bool(close_up), "world": world,
             "camera": {"from": [cam0[0], cam0[1], z0, 0.0], "to": [cam0[0] + pan, cam0[1], z1, rot]},
             "horizon": horizon, "effects": fx,
-            "actors": _plan_actors(rng, cfg, 1 if close_up else cfg.num_characters, close_up, w, h,
+            "framing": framing,
+            "actors": _plan_actors(rng, cfg, 1 if close_up else cfg.num_characters, framing, w, h,
                                    cam0[0] + pan / 2, horizon + 0.12 * h, cam0[1]),
             "prop": bool(not still and rng.random() < cfg.prop_prob),
             "occluder": bool(not still and rng.random() < cfg.occluder_prob),
@@ -137,7 +147,7 @@ def film_truth(cfg: FilmConfigV2, shots: list[dict], cast: list[dict]) -> dict:
         "version": 2, "generator": "lcmftn.data.synth", "frames": shots[-1]["end"], "fps": float(cfg.fps),
         "width": cfg.width, "height": cfg.height, "cuts": [s["start"] for s in shots[1:]],
         "shots": [{"start": s["start"], "end": s["end"], "step": s["step"], "still": s["still"],
-                   "close_up": s["close_up"], "effects": s["effects"],
+                   "close_up": s["close_up"], "framing": s["framing"], "effects": s["effects"],
                    "characters": [a["cast"] for a in s["actors"]], "camera": s["camera"]} for s in shots],
         "holds": holds, "cast": cast_chart(cast), "config": asdict(cfg),
     }  # fmt: skip
@@ -198,7 +208,7 @@ class _Shot:
         mouth = (0.5 + 0.5 * math.sin(0.9 * s * i + a["phase0"])) if talk else 0.0
         return Pose(x=x, y=a["y"], height=a["height"], turn=turn, phase=a["phase0"] + a["cycle"] * s * i,
                     swing=0.5 if walking else 0.05 * self.cfg.motion, gesture=gest, mouth=mouth,
-                    blink=(i * s) % a["blink"] < s)  # fmt: skip
+                    blink=(i * s + a["blink"] // 2) % a["blink"] < s)  # fmt: skip
 
     def render(self, i: int, nudge: int = 0) -> FrameLayers:
         h, w = self.h, self.w
