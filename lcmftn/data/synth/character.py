@@ -83,6 +83,17 @@ def _capsule(p, q, ra, rb, n=8):
     return pts  # fmt: skip
 
 
+def _smooth(p: np.ndarray, seg_px: float = 12.0) -> np.ndarray:
+    """Chaikin corner cutting of a closed polygon until its edges are <= ``seg_px`` (smooth
+    curves at 1080p; small polygons are left alone)."""
+    for _ in range(3):
+        if len(p) < 3 or np.abs(np.diff(p, axis=0)).max() <= seg_px:
+            break
+        q = np.roll(p, -1, axis=0)
+        p = np.stack([0.75 * p + 0.25 * q, 0.25 * p + 0.75 * q], axis=1).reshape(-1, 2)
+    return p
+
+
 def _limb(joint, length, angle):
     return (joint[0] + length * math.sin(angle), joint[1] + length * math.cos(angle))
 
@@ -96,12 +107,12 @@ class _Drawer:
         self.bbox = [math.inf, math.inf, -math.inf, -math.inf]
 
     def __call__(self, pts, part, size, shade=True, highlight=None, weight=1.0):
-        p = np.asarray(pts, np.float64) @ self.m[:, :2].T + self.m[:, 2]
+        p = _smooth(np.asarray(pts, np.float64) @ self.m[:, :2].T + self.m[:, 2])
         shift = None
         if shade:
             s = size * self.scale * 0.3
             shift = (self.light[0] * s, self.light[1] * s)
-        hl = None if highlight is None else np.asarray(highlight) @ self.m[:, :2].T + self.m[:, 2]
+        hl = None if highlight is None else _smooth(np.asarray(highlight) @ self.m[:, :2].T + self.m[:, 2])
         box = self.cv.part(p, self.pal[part], shift, hl, weight)
         if box is not None:  # the painted pixels (before later parts occlude them)
             b = self.bbox

@@ -6,6 +6,20 @@ line art of the cels (clean closed anti-aliased strokes) and the effects layer (
 no line art). :func:`composite` stacks them into the frame; the video is the composite.
 Timing, holds and determinism follow v1 (:mod:`lcmftn.data.synthetic`): a held frame is the
 previous frame repeated, and a new drawing that renders identically is nudged by a pixel.
+
+Truth (``<video>.json``): v1's fields plus the cast and per-frame motion::
+
+    {"version": 2, "generator": "lcmftn.data.synth", "frames", "fps", "width", "height",
+     "cuts": [...], "holds": [...],                 # as v1
+     "lineart_holds": [...],                        # frames whose artist line art equals the previous
+     "shots": [{"start", "end", "step", "still", "close_up", "framing", "effects", "characters": [cast ids],
+                "camera": {"from": [cx, cy, zoom, roll_deg], "to": [...]}}],
+     "cast": [{"id", "palette": {part: {"base", "shadow", "highlight"}}}],   # the colour chart
+     "motion": [{"shot", "drawing", "camera": [cx, cy, zoom, roll_deg],
+                 "characters": [{"cast", "bbox": [x0, y0, x1, y1] | null, "x", "y", "turn_deg", "act"}]}],
+     "config": {...}}                               # dataclasses.asdict(FilmConfigV2)
+
+``bbox`` is the screen box (inclusive px) of the character's painted pixels, ``x, y`` its feet.
 """
 
 from __future__ import annotations
@@ -222,7 +236,6 @@ class _Shot:
             fx, fy = m @ (p.x, p.y, 1.0)
             chars.append({"cast": a["cast"], "bbox": bbox, "x": round(float(fx), 1), "y": round(float(fy), 1),
                           "turn_deg": round(math.degrees(p.turn), 1), "act": a["act"]})  # fmt: skip
-        s = self.shot["step"]
         if self.shot["prop"]:
             b = self.ball
             x, y = b["x0"] + b["vx"] * i, b["y0"] + b["vy"] * i + b["g"] * i * i
@@ -242,7 +255,6 @@ class _Shot:
         if self.puffs or self.sparks:
             fx = self._effects(i, m)
         motion = {"camera": cam, "characters": chars}
-        del s
         return FrameLayers(bg, cv.rgba(), cv.lineart(), fx, cv.region, motion)
 
     def _effects(self, i: int, m: np.ndarray) -> np.ndarray:
