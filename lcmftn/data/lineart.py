@@ -26,7 +26,7 @@ one line style colours another; they are pure functions of the image and a NumPy
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -35,6 +35,7 @@ import numpy as np
 __all__ = [
     "LineAugConfig",
     "augment_lineart",
+    "augment_lineart_batch",
     "extract_thin_lineart",
     "thin_lineart",
     "skeletonize",
@@ -302,3 +303,20 @@ def augment_lineart(lineart: np.ndarray, cfg: LineAugConfig, rng: np.random.Gene
     if rng.random() < cfg.invert_prob:
         out = 255 - out
     return out
+
+
+def augment_lineart_batch(batch, cfg: LineAugConfig, seed: int | Sequence[int]):
+    """Torch batch ``[B,1,H,W]`` (or ``[B,H,W]``) of line art in [0,1] (1 = paper) -> augmented
+    copy, same shape/dtype/device; sample ``i`` uses ``numpy.random.default_rng([*seed, i])``, so a
+    batch is reproducible from ``seed`` (e.g. ``(run_seed, epoch, step)``)."""
+    import torch
+
+    if batch.ndim not in (3, 4) or (batch.ndim == 4 and batch.shape[1] != 1):
+        raise ValueError(f"expected [B,1,H,W] or [B,H,W] line art, got {tuple(batch.shape)}")
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    x = batch.detach().reshape(batch.shape[0], *batch.shape[-2:]).cpu().float().numpy()
+    out = np.empty_like(x)
+    for i, la in enumerate(x):
+        u8 = np.clip(la * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out[i] = augment_lineart(u8, cfg, np.random.default_rng([*seeds, i])) * (1.0 / 255.0)
+    return torch.from_numpy(out).reshape(batch.shape).to(dtype=batch.dtype, device=batch.device)

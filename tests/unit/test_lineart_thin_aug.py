@@ -79,3 +79,19 @@ def test_thickness_gaps_and_white_on_black():
     assert 0 < np.count_nonzero(gaps < 128) < ink
     inv = augment_lineart(la, LineAugConfig(thickness_prob=0, invert_prob=1, **none), np.random.default_rng(0))
     assert np.mean(inv) < 30 and np.array_equal(normalize_lineart(inv), la)  # the normaliser undoes it
+
+
+def test_torch_batch_augmentation_is_reproducible_and_binary_when_asked():
+    import torch
+
+    from lcmftn.data.lineart import augment_lineart_batch
+
+    la = torch.from_numpy(np.stack([_hairlines(64)] * 3)).float().div(255).unsqueeze(1)
+    cfg = LineAugConfig(binarize=True, thickness_prob=1, jitter_prob=1, noise_prob=1)
+    a, b = augment_lineart_batch(la, cfg, (0, 1, 2)), augment_lineart_batch(la, cfg, (0, 1, 2))
+    assert a.shape == la.shape and a.dtype == la.dtype and torch.equal(a, b)
+    assert set(torch.unique(a).tolist()) <= {0.0, 1.0}
+    assert not torch.equal(a[0], a[1])  # each sample draws its own augmentation
+    assert not torch.equal(a, augment_lineart_batch(la, cfg, (0, 1, 3)))
+    with pytest.raises(ValueError, match="line art"):
+        augment_lineart_batch(torch.zeros(2, 3, 8, 8), cfg, 0)
