@@ -119,19 +119,11 @@ class _Drawer:
             b[0], b[1], b[2], b[3] = min(b[0], box[0]), min(b[1], box[1]), max(b[2], box[2]), max(b[3], box[3])
 
 
-def draw_character(canvas: CelCanvas, design: dict, pose: Pose, affine: np.ndarray,
-                   light: tuple[float, float]) -> list[float] | None:
-    """Draw ``design`` in ``pose`` through the camera ``affine`` (2x3 world->screen); returns the
-    screen bbox ``[x0, y0, x1, y1]`` (inclusive px) of its painted pixels (None when off-screen)."""
-    d, dr = design, _Drawer(canvas, affine, pose, design, light)
+def _limb_plan(pose: Pose, ws: float, wh: float, hip_y: float, sh_y: float, lw: float) -> list:
+    """``(near, kind, joint, (angle1, angle2))`` for both legs and arms: walk swing, knee and
+    elbow bends, the near arm's gesture; ``near`` limbs are drawn in front of the torso."""
     c, s = math.cos(pose.turn), math.sin(pose.turn)
     ac, facing = abs(c), (1.0 if s >= 0 else -1.0)
-    leg, arm, lw = d["leg"], d["arm"], d["limb_w"]
-    bob = 0.015 * abs(math.sin(pose.phase)) * min(1.0, pose.swing * 3)
-    hip_y = -2 * leg * 0.97 - bob
-    th, tw = d["torso_h"], d["torso_w"]
-    sh_y = hip_y - th
-    ws, wh = tw * (0.62 + 0.38 * ac), tw * (0.52 + 0.3 * ac)
     k, sp = pose.swing * (0.3 + 0.7 * abs(s)) * facing, math.sin(pose.phase)
     limbs = []
     for side in (-1.0, 1.0):
@@ -145,6 +137,24 @@ def draw_character(canvas: CelCanvas, design: dict, pose: Pose, affine: np.ndarr
         hx = side * (wh * 0.55 * ac + 0.02)
         limbs.append((near, "leg", (hx, hip_y), (leg_a, leg_a - knee)))
         limbs.append((near, "arm", (side * (ws * (0.7 + 0.25 * ac)), sh_y + lw * 0.6), (arm_a, arm_a + elbow)))
+
+    return limbs
+
+
+def draw_character(canvas: CelCanvas, design: dict, pose: Pose, affine: np.ndarray,
+                   light: tuple[float, float]) -> list[float] | None:
+    """Draw ``design`` in ``pose`` through the camera ``affine`` (2x3 world->screen); returns the
+    screen bbox ``[x0, y0, x1, y1]`` (inclusive px) of its painted pixels (None when off-screen)."""
+    d, dr = design, _Drawer(canvas, affine, pose, design, light)
+    c, s = math.cos(pose.turn), math.sin(pose.turn)
+    ac, facing = abs(c), (1.0 if s >= 0 else -1.0)
+    leg, arm, lw = d["leg"], d["arm"], d["limb_w"]
+    bob = 0.015 * abs(math.sin(pose.phase)) * min(1.0, pose.swing * 3)
+    hip_y = -2 * leg * 0.97 - bob
+    th, tw = d["torso_h"], d["torso_w"]
+    sh_y = hip_y - th
+    ws, wh = tw * (0.62 + 0.38 * ac), tw * (0.52 + 0.3 * ac)
+    limbs = _limb_plan(pose, ws, wh, hip_y, sh_y, lw)
 
     def draw_limb(kind, joint, angles):
         if kind == "leg":
