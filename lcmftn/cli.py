@@ -1,6 +1,7 @@
 """The ``lcmftn`` command: small data tools, and the workflows behind one entry point.
 
     lcmftn synth film.mp4 --seed 3 --size 256 --seconds 120      # procedural film + truth JSON
+    lcmftn synth film.mp4 --generator v2 --size 1080 --aspect 1.7778 --effects 0.5   # v2 generator
     lcmftn shots film.mp4 --json                                 # {"frames", "fps", "shots": [...]}
     lcmftn lineart film.mp4 lineart.mp4 --method xdog            # image, image folder or video
     lcmftn ingest|train|tune|colorize|demo ARGS...               # = python -m workflows.<name> ARGS
@@ -33,17 +34,32 @@ def _err(msg: str) -> None:
 # synth
 # ---------------------------------------------------------------------------------------------
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from lcmftn.data.synthetic import FilmConfig, sidecar_path, write_film
+    from lcmftn.data.synthetic import sidecar_path
 
-    cfg = FilmConfig(
+    common = dict(
         seed=args.seed, size=args.size, aspect=args.aspect, fps=args.fps, num_shots=args.num_shots,
         seconds=args.seconds, shot_frames=args.shot_frames, shot_frames_jitter=args.jitter,
-        num_characters=args.characters, motion=args.motion, hold_prob=args.hold_prob,
-        still_prob=args.still_prob,
+        num_characters=args.characters, motion=args.motion,
     )  # fmt: skip
-    truth = write_film(args.out, cfg, crf=args.crf)
+    v2_only = {"zoom": args.zoom, "effects": args.effects, "rotation_deg": args.rotation,
+               "close_up_prob": args.close_up_prob, "line_px": args.line_px}  # fmt: skip
+    probs = {k: v for k, v in (("hold_prob", args.hold_prob), ("still_prob", args.still_prob)) if v is not None}
+    if args.generator == "v1":
+        given = [k for k, v in v2_only.items() if v is not None] + (["thin_lines"] if args.thin_lines else [])
+        if given:
+            raise ValueError(f"--generator v1 has no {', '.join(given)} (v2 knobs)")
+        from lcmftn.data.synthetic import FilmConfig, write_film
+
+        truth = write_film(args.out, FilmConfig(**common, **probs), crf=args.crf)
+    else:
+        from lcmftn.data.synth import FilmConfigV2, write_film
+
+        extra = {k: v for k, v in v2_only.items() if v is not None}
+        cfg = FilmConfigV2(**common, **probs, **extra, thin_lines=args.thin_lines)
+        truth = write_film(args.out, cfg, crf=args.crf)
     summary = {k: truth[k] for k in ("frames", "fps", "width", "height", "cuts")}
-    summary.update(video=str(args.out), truth=str(sidecar_path(args.out)), holds=len(truth["holds"]))
+    summary.update(video=str(args.out), truth=str(sidecar_path(args.out)), holds=len(truth["holds"]),
+                   generator=args.generator)  # fmt: skip
     print(json.dumps(summary))
     return 0
 
@@ -155,8 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jitter", type=float, default=0.0, help="shot length jitter, fraction in [0,1)")
     s.add_argument("--characters", type=int, default=2, help="characters per shot")
     s.add_argument("--motion", type=float, default=1.0, help="motion scale (0 = stills)")
-    s.add_argument("--hold-prob", type=float, default=0.5, help="P(shot animated on twos/threes)")
-    s.add_argument("--still-prob", type=float, default=0.1, help="P(still shot)")
+    s.add_argument("--hold-prob", type=float, default=None, help="P(shot animated on twos/threes) (v1 0.5, v2 0.8)")
+    s.add_argument("--still-prob", type=float, default=None, help="P(still shot) (v1 0.1, v2 0.3)")
+    s.add_argument("--generator", choices=("v1", "v2"), default="v1",
+                   help="v1: lcmftn.data.synthetic (default); v2: lcmftn.data.synth (cel characters, camera, effects)")
+    s.add_argument("--zoom", type=float, default=None, help="v2: largest zoom change per shot (fraction)")
+    s.add_argument("--rotation", type=float, default=None, help="v2: largest camera roll per shot (degrees)")
+    s.add_argument("--effects", type=float, default=None, help="v2: smoke/sparks amount in [0, 1]")
+    s.add_argument("--close-up-prob", type=float, default=None, help="v2: P(close-up shot)")
+    s.add_argument("--line-px", type=float, default=None, help="v2: line width at 256 px height")
+    s.add_argument("--thin-lines", action="store_true", help="v2: 1-px lines at any size")
     s.add_argument("--crf", type=int, default=18, help="x264 quality (0 = lossless luma)")
     s.set_defaults(fn=_cmd_synth)
 

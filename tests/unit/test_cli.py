@@ -111,3 +111,16 @@ def test_cli_does_not_import_ray_or_mlflow():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_synth_generator_v2_and_v1_refuses_v2_knobs(tmp_path):
+    out = tmp_path / "v2.mp4"
+    r = run("synth", out, "--generator", "v2", "--size", 64, "--num-shots", 2, "--shot-frames", 8,
+            "--effects", 0.5, "--zoom", 0.3)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    truth = json.loads(Path(summary["truth"]).read_text())
+    assert summary["generator"] == "v2" and truth["version"] == 2 and truth["frames"] == 16
+    assert truth["config"]["effects"] == 0.5 and truth["config"]["zoom"] == 0.3 and len(truth["motion"]) == 16
+    bad = run("synth", tmp_path / "v1.mp4", "--generator", "v1", "--size", 64, "--effects", 0.5)
+    assert bad.returncode == 2 and "effects" in bad.stderr and not (tmp_path / "v1.mp4").exists()

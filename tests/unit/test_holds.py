@@ -76,3 +76,56 @@ def test_anime_clip_is_mostly_holds(real_data):
     assert len(holds) == 181
     assert 0.78 <= holds[1:].mean() <= 0.92  # SOURCES.md: about 86 % of pairs are near-identical
     assert not holds[100]  # the hard cut
+
+
+# ---------------------------------------------------------------------------------------------
+# Thin line art at high resolution (issue 11)
+# ---------------------------------------------------------------------------------------------
+def _sparse_page(size: int, eye_y: int) -> np.ndarray:
+    """A small 1-px sketch on a big empty page; ``eye_y`` moves one short stroke (a blink)."""
+    import cv2
+
+    img = np.full((size, size), 255, np.uint8)
+    c = size // 2
+    cv2.circle(img, (c, c), size // 10, 0, 1, cv2.LINE_AA)
+    cv2.ellipse(img, (c, c + size // 6), (size // 14, size // 8), 0, 0, 360, 0, 1, cv2.LINE_AA)
+    cv2.line(img, (c - 30, eye_y), (c - 10, eye_y), 0, 1, cv2.LINE_AA)
+    return img
+
+
+def test_thin_preset_keeps_hairlines_and_sees_small_changes_on_sparse_pages():
+    size = 2000
+    a, b = _sparse_page(size, size // 2 - 20), _sparse_page(size, size // 2 - 12)
+    thin = HoldConfig.for_thin_lines()
+    from lcmftn.data.holds import ink_map
+
+    assert ink_map(a).sum() < 0.2 * ink_map(a, thin).sum()  # the σ=1 blur fades 1-px lines
+    assert is_hold(a, a.copy(), thin) and is_hold(a, np.roll(a, 1, axis=0), thin)
+    assert not is_hold(a, b, thin), "a moved stroke on a sparse page is a new drawing"
+    assert is_hold(a, b), "the frame-relative default calls it held (the gap this preset closes)"
+    speck = a.copy()
+    speck[tuple(np.random.default_rng(0).integers(0, size, (2, 40)))] = 0  # isolated codec specks
+    assert is_hold(a, speck, thin)
+
+
+def test_holds_on_generated_thin_line_art_at_1024px():
+    from lcmftn.data.synth import FilmConfigV2, generate_film
+
+    tp = fp = fn = 0
+    for seed in (1,):
+        la: list[np.ndarray] = []
+        film = generate_film(FilmConfigV2(seed=seed, size=1024, num_shots=3, shot_frames=8, thin_lines=True,
+                                          hold_prob=0.8, still_prob=0.2), lineart_out=la)
+        for _ in film.frames:
+            pass
+        assert np.mean(la[0] < 128) < 0.03  # thin, sparse drawing
+        found = detect_holds(la, HoldConfig.for_thin_lines())
+        true = np.zeros(len(la), bool)
+        true[film.truth["lineart_holds"]] = True
+        inside = np.ones(len(la), bool)
+        inside[[0, *film.truth["cuts"]]] = False
+        tp += int(np.sum(found & true & inside))
+        fp += int(np.sum(found & ~true & inside))
+        fn += int(np.sum(~found & true & inside))
+    assert tp >= 10
+    assert tp / (tp + fp) >= 0.95 and tp / (tp + fn) >= 0.95, (tp, fp, fn)
