@@ -566,6 +566,8 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
                 out.write(f"frames/{rpt.frame_name(i)}", png)
             for i, png in sorted(res["confidence"].items()):
                 out.write(f"confidence/{rpt.frame_name(i)}", png)
+            for rel, png in rpt.lineart_files(ep.lineart, job["start"], job["end"]):  # review page (issue 10)
+                out.write(rel, png)
             expected = set(range(job["start"], job["end"]))
             if set(res["frames"]) != expected:
                 raise RuntimeError(f"shot {job['id']}: got frames {sorted(set(res['frames']) ^ expected)[:5]} wrong")
@@ -589,7 +591,7 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
                                        "model_size_hw": list(model_size(*ep.size_hw, rs.size, cfg.multiple_of)),
                                        "system": meta.get("system"), "fps": ep.fps},
                            records, warnings, errors,
-                           extra={"video": "episode.mp4", "video_frames": n_video,
+                           extra={"video": "episode.mp4", "video_frames": n_video, "review": {"lineart": f"{rpt.LINEART_DIR}/"},
                                   "run": {"shots_coloured": written, "wall_s": round(elapsed, 3),
                                           "frames_per_s": round(sum(r["end"] - r["start"] for r in records
                                                                     if r["id"] in {j["id"] for j in pending}) / max(elapsed, 1e-9), 3)}})
@@ -775,6 +777,8 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
         out_uri = storage.join(args.out, mode)
         report = run_episode(ep, keys, shots, out_uri, model_files, replace(rs, mode=mode), job)
         rows = score_frames(Output(out_uri), color, report, args.eval_size)
+        mode_out = Output(out_uri)  # review page (issue 10): truth/ + error/ maps, report rewritten
+        report = rpt.add_evaluation(report, rows, color, mode_out.read, mode_out.write, {"mode": mode, "plot": "../drift.png"})
         per_shot = {}
         for r in rows:
             per_shot.setdefault(r["shot"], []).append(r)
