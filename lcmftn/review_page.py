@@ -89,8 +89,8 @@ VIEWER = """
 </section>
 </main>
 <p id="help" hidden><kbd>←</kbd>/<kbd>→</kbd> frame · <kbd>↑</kbd>/<kbd>↓</kbd> shot · <kbd>Space</kbd>
-play/pause (time order) · <kbd>L</kbd> line art · <kbd>C</kbd> confidence · <kbd>T</kbd> truth · <kbd>E</kbd>
-error map · <kbd>O</kbd> worst first / time order · <kbd>Home</kbd>/<kbd>End</kbd> · <kbd>?</kbd> this help ·
+play/pause (time order) · <kbd>L</kbd> line art · <kbd>C</kbd> confidence · <span class="evalonly"><kbd>T</kbd> truth · <kbd>E</kbd>
+error map · </span><kbd>O</kbd> worst first / time order · <kbd>Home</kbd>/<kbd>End</kbd> · <kbd>?</kbd> this help ·
 click a thumbnail to see it, open its link for the full PNG</p>
 """
 
