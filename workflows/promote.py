@@ -5,7 +5,7 @@
 
 The decision (:func:`decide`), on metrics logged on each version's training run:
 
-* ``--metric`` (default ``val_psnr``: validation PSNR in dB that the train job logs, the last
+* ``--metric`` (default ``val/psnr``: validation PSNR in dB that the train job logs, the last
   value of the run), higher is better; the candidate must beat the champion by more than
   ``--min-delta`` (default 0 dB).
 * No ``@champion`` yet: the candidate becomes champion.
@@ -17,8 +17,8 @@ The decision (:func:`decide`), on metrics logged on each version's training run:
 The decision and its reason are recorded as ``promotion.*`` tags on the candidate version (and
 ``promotion.replaced_by`` on the former champion). ``--eval OUT`` (a ``workflows.colorize
 --from-color`` output folder or ``s3://`` prefix) first logs its ``eval.json``, per-frame table
-and drift plot into the candidate's run under ``evaluation/`` with ``eval_psnr_<mode>`` /
-``eval_ssim_<mode>`` metrics. Exit 0: promoted; 3: champion kept; 2: error.
+and drift plot into the candidate's run under ``evaluation/`` with ``eval/psnr/<mode>`` /
+``eval/ssim/<mode>`` metrics (usable as ``--metric``). Exit 0: promoted; 3: champion kept; 2: error.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 ALIAS = "champion"
 
 
-def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, metric: str = "val_psnr",
+def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, metric: str = "val/psnr",
            min_delta: float = 0.0, allow_data_change: bool = False, force: bool = False) -> tuple[bool, str]:
     """(promote?, reason). Each side: ``{"version", "metrics": {...}, "data_digest"}``."""
     cand_v = candidate.get("metrics", {}).get(metric)
@@ -94,14 +94,14 @@ def log_evaluation(client, run_id: str, eval_uri: str, tracking_uri: str | None 
             client.log_table(run_id, data=cols, artifact_file=f"evaluation/per_frame_{mode}.json")
         for k in ("psnr", "ssim"):
             if m.get(k) is not None:
-                metrics[f"eval_{k}_{mode}"] = float(m[k])
+                metrics[f"eval/{k}/{mode}"] = float(m[k])
     from lcmftn.integrations import tracking
 
     tracking.log_metrics(run_id, metrics, step=0, tracking_uri=tracking_uri)
     return metrics
 
 
-def promote(name: str, candidate: str, metric: str = "val_psnr", min_delta: float = 0.0,
+def promote(name: str, candidate: str, metric: str = "val/psnr", min_delta: float = 0.0,
             allow_data_change: bool = False, force: bool = False, eval_uri: str | None = None,
             tracking_uri: str | None = None) -> dict[str, Any]:
     """Decide, move ``@champion`` if the candidate wins, tag the versions; returns the record."""
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workflows.promote", description=__doc__.split("\n")[0])
     p.add_argument("name", help="registered model name (e.g. lcmftn)")
     p.add_argument("--candidate", required=True, help="model version to consider for @champion")
-    p.add_argument("--metric", default="val_psnr", help="run metric to compare, higher is better")
+    p.add_argument("--metric", default="val/psnr", help="run metric to compare, higher is better")
     p.add_argument("--min-delta", type=float, default=0.0, help="margin the candidate must beat the champion by")
     p.add_argument("--allow-data-change", action="store_true", help="compare runs validated on different data")
     p.add_argument("--force", action="store_true", help="promote when the champion has no such metric")

@@ -71,8 +71,8 @@ def test_pyfunc_round_trip_and_colorize_resolution(mlflow_tracking, ckpt_dir, tm
 
 def _version_with(client, name, ckpt_dir, val_psnr, digest="d1"):
     run = tracking.start_run("exp", f"train-{val_psnr}", resume=False)
-    tracking.log_metrics(run, {"val_psnr": val_psnr - 3.0}, step=1)
-    tracking.log_metrics(run, {"val_psnr": val_psnr}, step=2)  # the last value counts
+    tracking.log_metrics(run, {"val/psnr": val_psnr - 3.0}, step=1)
+    tracking.log_metrics(run, {"val/psnr": val_psnr}, step=2)  # the last value counts
     tracking.set_tags(run, {"data.digest": digest})
     return tracking.register_checkpoint(run, ckpt_dir, name, as_pyfunc=False)
 
@@ -101,7 +101,7 @@ def test_promote_moves_champion_only_when_better(mlflow_tracking, mlflow_client,
     assert str(mlflow_client.get_model_version_by_alias(name, "champion").version) == v3
     assert mlflow_client.get_model_version(name, v1).tags["promotion.replaced_by"] == v3
     run3 = mlflow_client.get_model_version(name, v3).run_id
-    assert mlflow_client.get_run(run3).data.metrics["eval_psnr_chain"] == 22.5
+    assert mlflow_client.get_run(run3).data.metrics["eval/psnr/chain"] == 22.5
     assert "evaluation/per_frame_chain.json" in {f.path for f in mlflow_client.list_artifacts(run3, "evaluation")}
 
     v4 = _version_with(mlflow_client, name, ckpt_dir, 30.0, digest="other")  # other val data
@@ -112,11 +112,11 @@ def test_promote_moves_champion_only_when_better(mlflow_tracking, mlflow_client,
 
 
 def test_decide_rules():
-    c = {"version": "2", "metrics": {"val_psnr": 25.0}}
+    c = {"version": "2", "metrics": {"val/psnr": 25.0}}
     assert promote.decide(c, None)[0]
-    assert promote.decide(c, {"version": "1", "metrics": {"val_psnr": 24.0}}) [0]
-    assert not promote.decide(c, {"version": "1", "metrics": {"val_psnr": 25.0}})[0]  # ties keep the champion
-    assert not promote.decide(c, {"version": "2", "metrics": {"val_psnr": 1.0}})[0]
+    assert promote.decide(c, {"version": "1", "metrics": {"val/psnr": 24.0}}) [0]
+    assert not promote.decide(c, {"version": "1", "metrics": {"val/psnr": 25.0}})[0]  # ties keep the champion
+    assert not promote.decide(c, {"version": "2", "metrics": {"val/psnr": 1.0}})[0]
     with pytest.raises(ValueError, match="candidate"):
         promote.decide({"version": "2", "metrics": {}}, None)
     with pytest.raises(ValueError, match="--force"):
