@@ -226,7 +226,7 @@ def render_html(report: Mapping[str, Any], max_flagged_shown: int = 60) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>colorize review — {esc(str(job.get('mode', '?')))}</title>",
         f"<style>{review_page.CSS}</style></head><body>",
-        "<header><h1>Colorize review</h1>",
+        "<header><h1>Colorize report</h1>",
         f"<p class='meta'>model <code>{esc(str(job.get('model', '?')))}</code> · mode <b>{esc(str(job.get('mode', '?')))}</b>"
         f" · line art <code>{esc(str(job.get('lineart', '?')))}</code></p>",
         f"<p class='meta' id='totals'>{t['frames_written']}/{t['frames']} frames written in {t['shots_done']}/{t['shots']} shots: "
