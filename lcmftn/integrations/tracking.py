@@ -251,8 +251,12 @@ def log_dataset(run_id: str, data_uri: str, manifest: Mapping[str, Any], context
         raise ValueError(f"{data_uri}: no manifest to link to the run")
     digest = manifest_digest(manifest)
     source_uri = data_uri.rstrip("/") + "/manifest.json"
-    ds = MetaDataset(resolve_dataset_source(source_uri), name=Path(data_uri.rstrip("/")).name or data_uri,
-                     digest=digest)
+    import warnings
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": two local-path sources
+        warnings.filterwarnings("ignore", message=".*interpreted in multiple ways.*")
+        source = resolve_dataset_source(source_uri)
+    ds = MetaDataset(source, name=Path(data_uri.rstrip("/")).name or data_uri, digest=digest)
     client = _client(tracking_uri)
     client.log_inputs(run_id, [DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])])
     client.set_tag(run_id, "data.digest", digest)
