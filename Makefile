@@ -11,7 +11,7 @@ $(BIN)/lcmftn: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned to the CPU wheel in pyproject.toml (a plain `torch` pulls GBs of CUDA).
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[cluster,test]'
 	# NOTE: scenedetect depends on opencv-python (GUI build); both wheels write the same cv2/
 	# package. Keep exactly one OpenCV: the headless build.
 	$(BIN)/pip uninstall --quiet -y opencv-python

@@ -259,14 +259,16 @@ def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tupl
     return EpisodeRun(out, cfg, settings, meta, jobs, pending, records, warnings, errors)
 
 
-def write_shot(run: EpisodeRun, res: dict) -> dict:
-    """Write one finished shot (frames, confidence maps, then its marker: manifest-last);
-    returns and records its record."""
+def write_shot(run: EpisodeRun, res: dict, ep: Episode) -> dict:
+    """Write one finished shot (frames, confidence maps, its line art for the review page, then
+    its marker: manifest-last); returns and records its record."""
     out, job = run.out, run.by_id[res["id"]]
     for i, png in sorted(res["frames"].items()):
         out.write(f"frames/{rpt.frame_name(i)}", png)
     for i, png in sorted(res["confidence"].items()):
         out.write(f"confidence/{rpt.frame_name(i)}", png)
+    for rel, png in rpt.lineart_files(ep.lineart, job["start"], job["end"]):
+        out.write(rel, png)
     expected = set(range(job["start"], job["end"]))
     if set(res["frames"]) != expected:
         raise RuntimeError(f"shot {job['id']}: got frames {sorted(set(res['frames']) ^ expected)[:5]} wrong")
@@ -293,6 +295,7 @@ def finish_episode(run: EpisodeRun, ep: Episode, shots: list[tuple[int, int]], r
                                        "system": run.meta.get("system"), "fps": ep.fps},
                            records, run.warnings, run.errors,
                            extra={"video": "episode.mp4", "video_frames": n_video,
+                                  "review": {"lineart": f"{rpt.LINEART_DIR}/"},
                                   "run": {"shots_coloured": written, "wall_s": round(elapsed, 3),
                                           "frames_per_s": round(sum(r["end"] - r["start"] for r in records
                                                                     if r["id"] in pending_ids) / max(elapsed, 1e-9), 3)}})

@@ -23,7 +23,7 @@ from __future__ import annotations
 import html
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 REPORT_VERSION = 1
@@ -82,61 +82,214 @@ def _cell(value: Any) -> str:
     return f"<td>{html.escape(str(value))}</td>"
 
 
+# ---------------------------------------------------------------------------------------------
+# Review files: what the review page shows besides frames/ and confidence/
+# ---------------------------------------------------------------------------------------------
+LINEART_DIR, TRUTH_DIR, ERROR_DIR = "lineart", "truth", "error"
+ERROR_FULL_SCALE = 64
+"""Error map: mean |prediction - truth| over RGB, 0 (black) .. this many levels or more (yellow)."""
+
+
+def _png(img: Any) -> bytes:
+    import cv2
+    import numpy as np
+
+    arr = np.asarray(img)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def lineart_files(lineart: Sequence[Any], start: int, end: int) -> Iterator[tuple[str, bytes]]:
+    """``(lineart/NNNNNN.png, PNG)`` for episode frames ``start..end-1`` (uint8 [H, W] each): the
+    review page's line-art toggle. The colorize job writes them with the shot's frames."""
+    for i in range(int(start), int(end)):
+        yield f"{LINEART_DIR}/{frame_name(i)}", _png(lineart[i])
+
+
+def error_map(pred: Any, truth: Any) -> Any:
+    """RGB uint8 heat map (inferno) of the mean absolute RGB error, full scale
+    :data:`ERROR_FULL_SCALE` levels; same size as the frames."""
+    import cv2
+    import numpy as np
+
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"error map: prediction {pred.shape} and truth {truth.shape} differ in size")
+    err = np.abs(pred.astype(np.int16) - truth.astype(np.int16)).mean(axis=2)
+    level = np.clip(err * (255.0 / ERROR_FULL_SCALE), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(level, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def add_evaluation(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], truth: Sequence[Any],
+                   read: Callable[[str], bytes | None], write: Callable[[str, bytes], None],
+                   mode_summary: Mapping[str, Any] | None = None) -> dict:
+    """Evaluation mode: for every scored frame (``rows`` from the colorize job's scoring, with
+    ``i, psnr, ssim``) write ``truth/`` and ``error/`` PNGs via ``write``, put the per-frame and
+    per-shot PSNR/SSIM into the report, then rewrite ``report.json`` + ``report.html``.
+    ``read(rel)`` returns a written frame's PNG; ``truth[i]`` is episode frame i (RGB uint8)."""
+    import cv2
+    import numpy as np
+
+    by_frame = {int(r["i"]): r for r in rows}
+    for i in sorted(by_frame):
+        data = read(f"frames/{frame_name(i)}")
+        if data is None:
+            raise ValueError(f"frames/{frame_name(i)}: missing, cannot draw its error map")
+        pred = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        write(f"{TRUTH_DIR}/{frame_name(i)}", _png(truth[i]))
+        write(f"{ERROR_DIR}/{frame_name(i)}", _png(error_map(pred, truth[i])))
+    rep = dict(report)
+    shots = []
+    for s in rep["shots"]:
+        s = dict(s)
+        if s.get("status") == "done":
+            s["per_frame"] = [dict(f, psnr=by_frame[f["i"]]["psnr"], ssim=by_frame[f["i"]]["ssim"])
+                              if f["i"] in by_frame else dict(f) for f in s.get("per_frame", [])]
+            scored = [by_frame[f["i"]] for f in s["per_frame"] if f["i"] in by_frame]
+            if scored:
+                s["psnr"] = round(sum(float(r["psnr"]) for r in scored) / len(scored), 4)
+                s["ssim"] = round(sum(float(r["ssim"]) for r in scored) / len(scored), 5)
+        shots.append(s)
+    rep["shots"] = shots
+    vals = list(by_frame.values())
+    rep["evaluation"] = {
+        **dict(mode_summary or {}),
+        "frames": len(vals),
+        "psnr": round(sum(float(r["psnr"]) for r in vals) / len(vals), 4) if vals else None,
+        "ssim": round(sum(float(r["ssim"]) for r in vals) / len(vals), 5) if vals else None,
+        "truth": f"{TRUTH_DIR}/", "error": f"{ERROR_DIR}/", "error_full_scale": ERROR_FULL_SCALE,
+    }
+    write("report.json", to_json(rep))
+    write("report.html", render_html(rep).encode())
+    return rep
+
+
+# ---------------------------------------------------------------------------------------------
+# The review page
+# ---------------------------------------------------------------------------------------------
+def _frame_score(f: Mapping[str, Any]) -> float:
+    """Lower = worse: PSNR (dB) when scored, else confidence; keyframes last."""
+    if f.get("kind") == "key":
+        return float("inf")
+    return float(f["psnr"]) if f.get("psnr") is not None else float(f.get("conf", 1.0))
+
+
+def review_data(report: Mapping[str, Any]) -> dict:
+    """What the page's script shows: done shots worst first (mean PSNR in evaluation mode, else
+    confidence; then more flagged frames first), each with its frames worst first."""
+    evaluated = "evaluation" in report and "truth" in report["evaluation"]
+    shots = []
+    for s in report["shots"]:
+        if s.get("status") != "done":
+            continue
+        flagged = {int(i) for i in s.get("flagged", [])}
+        frames = [{"i": int(f["i"]), "kind": f.get("kind"), "ref": f.get("ref"), "conf": f.get("conf"),
+                   "low": f.get("low"), "psnr": f.get("psnr"), "ssim": f.get("ssim"),
+                   "flagged": int(f["i"]) in flagged} for f in s.get("per_frame", [])]
+        frames.sort(key=lambda f: (_frame_score(f), f["i"]))
+        score = s.get("psnr") if evaluated and s.get("psnr") is not None else s.get("confidence", 1.0)
+        shots.append({"id": str(s["id"]), "start": int(s["start"]), "end": int(s["end"]),
+                      "keyframes": [int(k) for k in s.get("keyframes", [])], "confidence": s.get("confidence"),
+                      "psnr": s.get("psnr"), "ssim": s.get("ssim"), "flagged": len(flagged),
+                      "score": score, "frames": frames,
+                      "borrowed_from": s.get("borrowed_from")})
+    shots.sort(key=lambda s: (float(s["score"]), -s["flagged"], s["start"]))
+    review = report.get("review", {})
+    return {"evaluated": evaluated, "fps": float(report.get("job", {}).get("fps") or 24.0),
+            "video": report.get("video"), "lineart": bool(review.get("lineart")),
+            "error_full_scale": report.get("evaluation", {}).get("error_full_scale", ERROR_FULL_SCALE),
+            "shots": shots}
+
+
+def _json_for_script(data: Any) -> str:
+    # NOTE: inside <script> only "</script" / "<!--" can break out; escaping <, > and & as \u
+    # sequences keeps every string inert (and valid JSON).
+    return json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def render_html(report: Mapping[str, Any], max_flagged_shown: int = 60) -> str:
-    """A self-contained HTML page for ``report`` (links frames/ and confidence/ relatively)."""
+    """The review page for ``report`` (links frames/, confidence/, lineart/, truth/, error/ and
+    the video relatively; no network). A static summary and shot table, then the viewer built by
+    the embedded script (:mod:`lcmftn.review_page`) from the report's data."""
+    from lcmftn import review_page
+
     t = report["totals"]
     job = report.get("job", {})
     esc = html.escape
+    data = review_data(report)
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>colorize report</title>",
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}.skipped,.failed{background:#fdd}"
-        ".warn{color:#a60}.err{color:#c00}img{max-width:320px;margin:2px;border:1px solid #ccc}</style>",
-        "</head><body><h1>Colorize report</h1>",
-        f"<p>model <code>{esc(str(job.get('model', '?')))}</code>, mode <b>{esc(str(job.get('mode', '?')))}</b>, "
-        f"line art <code>{esc(str(job.get('lineart', '?')))}</code></p>",
-        f"<p>{t['frames_written']}/{t['frames']} frames written in {t['shots_done']}/{t['shots']} shots: "
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>colorize review — {esc(str(job.get('mode', '?')))}</title>",
+        f"<style>{review_page.CSS}</style></head><body>",
+        "<header><h1>Colorize report</h1>",
+        f"<p class='meta'>model <code>{esc(str(job.get('model', '?')))}</code> · mode <b>{esc(str(job.get('mode', '?')))}</b>"
+        f" · line art <code>{esc(str(job.get('lineart', '?')))}</code></p>",
+        f"<p class='meta' id='totals'>{t['frames_written']}/{t['frames']} frames written in {t['shots_done']}/{t['shots']} shots: "
         f"{t['colorized']} colorized by the model, {t['copied']} copied (holds), {t['key']} keyframes; "
         f"confidence {t['confidence']:.3f}; {t['flagged']} frames flagged for review; "
-        f"model+finalize time {t['time_s']:.1f} s.</p>",
+        f"model+finalize time {t['time_s']:.1f} s.</p><p class='meta'>",
     ]
-    if "video" in report:
-        parts.append(f"<p>video: <a href='{esc(report['video'])}'>{esc(report['video'])}</a></p>")
-    for cls, title, items in (("err", "Errors", report.get("errors", [])), ("warn", "Warnings", report.get("warnings", []))):
-        if items:
-            parts.append(f"<h2>{title}</h2><ul class='{cls}'>" + "".join(f"<li>{esc(str(x))}</li>" for x in items) + "</ul>")
+    if report.get("video"):
+        parts.append(f"<a id='video-link' href='{esc(str(report['video']))}'>▶ {esc(str(report['video']))}</a> · ")
+    parts.append("<a href='report.json'>report.json</a></p>")
     if "evaluation" in report:
         ev = report["evaluation"]
-        parts.append("<h2>Evaluation</h2><table><tr><th>mode</th><th>PSNR</th><th>SSIM</th></tr>")
-        for mode, m in ev.get("modes", {}).items():
-            parts.append(f"<tr>{_cell(mode)}{_cell(m.get('psnr'))}{_cell(m.get('ssim'))}</tr>")
-        parts.append("</table>")
-        if ev.get("plot"):
-            parts.append(f"<p><img src='{esc(ev['plot'])}' style='max-width:800px'></p>")
-    parts.append("<h2>Shots</h2><table><tr><th>shot</th><th>frames</th><th>status</th><th>keyframes</th>"
-                 "<th>colorized</th><th>copied</th><th>time s</th><th>confidence</th><th>flagged</th><th>note</th></tr>")
-    for s in report["shots"]:
-        flagged = s.get("flagged", [])
-        span = f"{s['start']}–{int(s['end']) - 1}"
-        note = s.get("reason", "") or (f"keyframe borrowed from frame {s['borrowed_from']}" if s.get("borrowed_from") is not None else "")
-        parts.append(
-            f"<tr class='{esc(s['status'])}'>{_cell(s['id'])}{_cell(span)}{_cell(s['status'])}"
-            f"{_cell(', '.join(map(str, s.get('keyframes', []))))}{_cell(s.get('colorized', ''))}{_cell(s.get('copied', ''))}"
-            f"{_cell(s.get('time_s', ''))}{_cell(s.get('confidence', ''))}{_cell(len(flagged) if s['status'] == 'done' else '')}"
-            f"{_cell(note)}</tr>"
-        )
-    parts.append("</table>")
-    flagged_all = [(s["id"], i) for s in report["shots"] if s["status"] == "done" for i in s.get("flagged", [])]
-    if flagged_all:
-        parts.append(f"<h2>Flagged frames ({len(flagged_all)})</h2><p>frame | low-confidence map (dark = unsure)</p>")
-        for shot_id, i in flagged_all[:max_flagged_shown]:
-            name = frame_name(i)
-            parts.append(f"<div><b>frame {i}</b> (shot {esc(str(shot_id))})<br>"
-                         f"<img src='frames/{name}'><img src='confidence/{name}'></div>")
-        if len(flagged_all) > max_flagged_shown:
-            parts.append(f"<p>… and {len(flagged_all) - max_flagged_shown} more (see report.json)</p>")
-    parts.append("</body></html>\n")
+        parts.append(f"<p class='meta'>evaluation: PSNR <b>{esc(str(ev.get('psnr')))}</b> dB, SSIM "
+                     f"<b>{esc(str(ev.get('ssim')))}</b> over {esc(str(ev.get('frames', '?')))} frames"
+                     + (f" · <a href='{esc(str(ev['plot']))}'>drift plot</a>" if ev.get("plot") else "") + "</p>")
+    parts.append("</header>")
+    for cls, title, items in (("err", "Errors", report.get("errors", [])), ("warn", "Warnings", report.get("warnings", []))):
+        if items:
+            parts.append(f"<details open class='{cls}'><summary>{title} ({len(items)})</summary><ul>"
+                         + "".join(f"<li>{esc(str(x))}</li>" for x in items) + "</ul></details>")
+    parts.append(review_page.VIEWER)
+    parts.append(_shot_table(report, data, max_flagged_shown))
+    parts.append(f"<script type='application/json' id='review-data'>{_json_for_script(data)}</script>")
+    parts.append(f"<script>{review_page.JS}</script></body></html>\n")
     return "\n".join(parts)
+
+
+def _shot_table(report: Mapping[str, Any], data: Mapping[str, Any], max_flagged_shown: int) -> str:
+    """Every shot (worst first, then the ones left out), escaped, with links to flagged frames."""
+    order = {s["id"]: k for k, s in enumerate(data["shots"])}
+    shots = sorted(report["shots"], key=lambda s: (order.get(str(s["id"]), -1 if s["status"] != "done" else 1e9),
+                                                  int(s["start"])))
+    evaluated = data["evaluated"]
+    head = "".join(f"<th>{h}</th>" for h in ("shot", "frames", "status", "keyframes", "colorized", "copied",
+                                             "time s", "confidence", *(("PSNR", "SSIM") if evaluated else ()),
+                                             "flagged", "note"))
+    rows = [f"<details open id='shot-table'><summary>All shots ({len(shots)}), worst first</summary>"
+            f"<table><tr>{head}</tr>"]
+    shown = 0
+    for s in shots:
+        flagged = s.get("flagged", []) if s["status"] == "done" else []
+        links = []
+        for i in flagged:
+            if shown >= max_flagged_shown:
+                break
+            shown += 1
+            name = frame_name(i)
+            links.append(f"<a href='frames/{name}'>{int(i)}</a> (<a href='confidence/{name}'>map</a>)")
+        note = s.get("reason", "") or (f"keyframe borrowed from frame {s['borrowed_from']}"
+                                       if s.get("borrowed_from") is not None else "")
+        span = f"{s['start']}–{int(s['end']) - 1}"
+        rows.append(
+            f"<tr class='{html.escape(str(s['status']))}'>{_cell(s['id'])}{_cell(span)}"
+            f"{_cell(s['status'])}{_cell(', '.join(map(str, s.get('keyframes', []))))}{_cell(s.get('colorized', ''))}"
+            f"{_cell(s.get('copied', ''))}{_cell(s.get('time_s', ''))}{_cell(s.get('confidence', ''))}"
+            + (f"{_cell(s.get('psnr', ''))}{_cell(s.get('ssim', ''))}" if evaluated else "")
+            + f"<td>{len(flagged) if s['status'] == 'done' else ''} {' '.join(links)}</td>{_cell(note)}</tr>")
+    rows.append("</table>")
+    total_flagged = sum(len(s.get("flagged", [])) for s in shots if s["status"] == "done")
+    if total_flagged > shown:
+        rows.append(f"<p>… and {total_flagged - shown} more flagged frames (see report.json)</p>")
+    rows.append("</details>")
+    return "".join(rows)
 
 
 def aggregate_by_offset(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("psnr", "ssim")) -> dict:

@@ -201,7 +201,7 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
     written = 0
     if run.pending:
         for res in _iter_results(run.pending, run.settings, model_files, rs):
-            rec = write_shot(run, res)
+            rec = write_shot(run, res, ep)
             written += 1
             log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
                      rec["copied"], written, len(run.pending))
@@ -326,7 +326,11 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
                "model": args.model, "out": storage.join(args.out, mode)}
         out_uri = storage.join(args.out, mode)
         report = run_episode(ep, keys, shots, out_uri, model_files, replace(rs, mode=mode), job)
-        summary = summarize_scores(score_frames(Output(out_uri), color, report, args.eval_size))
+        rows = score_frames(Output(out_uri), color, report, args.eval_size)
+        mode_out = Output(out_uri)  # review page: truth/ + error/ maps, report rewritten
+        report = rpt.add_evaluation(report, rows, color, mode_out.read, mode_out.write,
+                                    {"mode": mode, "plot": "../drift.png"})
+        summary = summarize_scores(rows)
         curves[mode] = {"psnr": summary["per_offset"]["psnr"], "ssim": summary["per_offset"]["ssim"]}
         evaluation["modes"][mode] = summary
         totals = report["totals"]

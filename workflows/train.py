@@ -174,6 +174,8 @@ def run(spec: JobSpec) -> dict[str, Any]:
     run_id = tracking.start_run(spec.experiment, spec.run_name, tracking_uri,
                                 tags={"system": spec.cfg.system, "recipe": spec.cfg.recipe})
     tracking.log_params(run_id, run_params(spec), tracking_uri)
+    if spec.manifest:  # issue 10: link the dataset (manifest digest) to the run
+        tracking.log_dataset(run_id, spec.data_uri, spec.manifest, tracking_uri=tracking_uri)
     ensure_ray()
     trainer = build_trainer(spec, loop_config(spec, tracking_uri, run_id))
     try:

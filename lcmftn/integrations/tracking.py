@@ -31,7 +31,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ARTIFACT_PATH = "checkpoint"
-"""Artifact path of the model checkpoint directory inside a run."""
+"""Artifact path of a bare checkpoint directory inside a run (``register_checkpoint(as_pyfunc=False)``)."""
+MODEL_ARTIFACT_PATH = "model"
+"""Artifact path of the pyfunc MLflow model (:mod:`lcmftn.integrations.pyfunc_model`) inside a run."""
 _SECRET_KEY = re.compile(r"(secret|password|token|credential|access_key)", re.IGNORECASE)
 
 
@@ -190,27 +192,75 @@ def log_artifacts(run_id: str, local_dir: str | Path, artifact_path: str | None 
 
 def register_checkpoint(run_id: str, checkpoint_dir: str | Path, model_name: str,
                         tags: Mapping[str, Any] | None = None, alias: str | None = None,
-                        tracking_uri: str | None = None) -> str:
-    """Upload a checkpoint directory to the run and register it as a new version of
-    ``model_name``; returns the version. ``alias`` (e.g. ``champion``) points at it."""
+                        tracking_uri: str | None = None, as_pyfunc: bool = True) -> str:
+    """Log a checkpoint directory to the run and register it as a new version of
+    ``model_name``; returns the version. ``alias`` (e.g. ``champion``) points at it.
+
+    ``as_pyfunc`` (default): an MLflow ``python_function`` model at ``runs:/<id>/model`` with
+    signature and input example (:mod:`lcmftn.integrations.pyfunc_model`), so
+    ``mlflow.pyfunc.load_model("models:/<name>@<alias>").predict(...)`` colours frame pairs;
+    else the bare checkpoint folder at ``runs:/<id>/checkpoint`` (the pre-issue-10 form).
+    :func:`resolve_model_uri` takes the weights out of either."""
     client = _client(tracking_uri)
     checkpoint_dir = Path(checkpoint_dir)
     if not (checkpoint_dir / "meta.json").is_file():
         raise ValueError(f"{checkpoint_dir}: not a checkpoint directory (no meta.json)")
-    client.log_artifacts(run_id, str(checkpoint_dir), CHECKPOINT_ARTIFACT_PATH)
+    if as_pyfunc:
+        from lcmftn.integrations import pyfunc_model
+
+        with tempfile.TemporaryDirectory(prefix="pyfunc-") as tmp:
+            pyfunc_model.save(checkpoint_dir, Path(tmp) / MODEL_ARTIFACT_PATH)
+            client.log_artifacts(run_id, str(Path(tmp) / MODEL_ARTIFACT_PATH), MODEL_ARTIFACT_PATH)
+        artifact, fmt = MODEL_ARTIFACT_PATH, "mlflow-pyfunc+lcmftn-checkpoint-dir"
+    else:
+        client.log_artifacts(run_id, str(checkpoint_dir), CHECKPOINT_ARTIFACT_PATH)
+        artifact, fmt = CHECKPOINT_ARTIFACT_PATH, "lcmftn-checkpoint-dir"
     try:
         client.create_registered_model(
-            model_name, description="LCMFTN-family colorization checkpoint (lcmftn.checkpoint "
-                                    "directory: model.safetensors + meta.json)")
+            model_name, description="LCMFTN-family colorization model: an MLflow pyfunc model wrapping "
+                                    "an lcmftn.checkpoint directory (model.safetensors + meta.json)")
     except Exception as e:  # already exists
         if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
             raise
-    version_tags = {"format": "lcmftn-checkpoint-dir", **_scrub(tags or {})}
-    mv = client.create_model_version(model_name, source=f"runs:/{run_id}/{CHECKPOINT_ARTIFACT_PATH}",
+    version_tags = {"format": fmt, **_scrub(tags or {})}
+    mv = client.create_model_version(model_name, source=f"runs:/{run_id}/{artifact}",
                                      run_id=run_id, tags=version_tags)
     if alias:
         client.set_registered_model_alias(model_name, alias, mv.version)
     return str(mv.version)
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """Identity of a dataset: sha256 (32 hex chars) of its canonical ``manifest.json`` content."""
+    import hashlib
+    import json
+
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def log_dataset(run_id: str, data_uri: str, manifest: Mapping[str, Any], context: str = "training",
+                tracking_uri: str | None = None) -> str:
+    """Link the dataset to the run (``log_inputs``: a MetaDataset named after ``data_uri`` whose
+    digest is :func:`manifest_digest`); also tags the run ``data.digest``. Returns the digest."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    if not manifest:
+        raise ValueError(f"{data_uri}: no manifest to link to the run")
+    digest = manifest_digest(manifest)
+    source_uri = data_uri.rstrip("/") + "/manifest.json"
+    import warnings
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": two local-path sources
+        warnings.filterwarnings("ignore", message=".*interpreted in multiple ways.*")
+        source = resolve_dataset_source(source_uri)
+    ds = MetaDataset(source, name=Path(data_uri.rstrip("/")).name or data_uri, digest=digest)
+    client = _client(tracking_uri)
+    client.log_inputs(run_id, [DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])])
+    client.set_tag(run_id, "data.digest", digest)
+    return digest
 
 
 def _find_checkpoint_dir(root: Path, uri: str) -> Path | None:
@@ -218,6 +268,13 @@ def _find_checkpoint_dir(root: Path, uri: str) -> Path | None:
     run folder with one checkpoint per epoch) and raise instead of silently taking one."""
     if (root / "meta.json").is_file():
         return root
+    if (root / "MLmodel").is_file():  # a pyfunc model (register_checkpoint(as_pyfunc=True))
+        from lcmftn.integrations.pyfunc_model import checkpoint_in
+
+        inner = checkpoint_in(root)
+        if not (inner / "meta.json").is_file():
+            raise ValueError(f"{uri}: its MLmodel names {inner.relative_to(root)}, which holds no meta.json")
+        return inner
     hits = sorted({p.parent for p in root.rglob("meta.json")})
     if len(hits) > 1:
         names = ", ".join(str(h.relative_to(root)) for h in hits[:5])
@@ -246,7 +303,8 @@ def _model_version_source(uri: str, tracking_uri: str) -> str:
 def resolve_model_uri(uri: str, local_dir: str | Path, tracking_uri: str | None = None) -> Path:
     """A local checkpoint directory for ``uri``.
 
-    Accepts ``models:/name@alias``, ``models:/name/version``, ``runs:/<run_id>/<path>``, an
+    Accepts ``models:/name@alias``, ``models:/name/version``, ``runs:/<run_id>/<path>`` (a pyfunc
+    model registered by :func:`register_checkpoint` or a bare checkpoint folder), an
     ``s3://`` checkpoint prefix (downloaded into ``local_dir``) or a local checkpoint path
     (returned as is). Raises ``ValueError`` naming the URI when it holds no checkpoint, or
     several (e.g. a Ray run folder: pass the checkpoint to use).

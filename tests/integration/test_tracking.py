@@ -52,13 +52,14 @@ def test_register_and_resolve_every_uri_form(mlflow_tracking, ckpt_dir, tmp_path
     run = tracking.start_run("exp", "reg")
     v1 = tracking.register_checkpoint(run, ckpt_dir, "lcmftn-t", tags={"system": "lcmftn"},
                                       alias="champion")
-    v2 = tracking.register_checkpoint(run, ckpt_dir, "lcmftn-t")
+    v2 = tracking.register_checkpoint(run, ckpt_dir, "lcmftn-t", as_pyfunc=False)  # the old folder form
     assert (v1, v2) == ("1", "2")
     original, _ = ckpt_io.load_checkpoint(ckpt_dir)
     # "@latest" is MLflow's reserved alias for the highest version (workflows.demo relies on it;
     # it cannot be set with register_checkpoint(alias="latest")).
     for i, uri in enumerate(["models:/lcmftn-t@champion", "models:/lcmftn-t/2", "models:/lcmftn-t@latest",
-                             f"runs:/{run}/{tracking.CHECKPOINT_ARTIFACT_PATH}", str(ckpt_dir)]):
+                             f"runs:/{run}/{tracking.CHECKPOINT_ARTIFACT_PATH}",
+                             f"runs:/{run}/{tracking.MODEL_ARTIFACT_PATH}", str(ckpt_dir)]):
         path = tracking.resolve_model_uri(uri, tmp_path / f"dl{i}")
         model, meta = ckpt_io.load_checkpoint(path)
         assert meta["system"] == "lcmftn" and _same_weights(model, original), uri

@@ -39,8 +39,63 @@ def test_html_lists_shots_flags_and_escapes():
     rep = rpt.summarize({"model": "models:/x@champion", "mode": "auto"}, shots, errors=["<script>"])
     page = rpt.render_html(rep)
     assert "000000-000010" in page and "frames/000002.png" in page and "confidence/000002.png" in page
-    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;12" in page
+    # the only <script> is the page's own; the error string is escaped in the HTML and in the data
+    assert page.count("<script>") == 1 and "&lt;script&gt;" in page and "&lt;b&gt;12" in page
+    data = page.split("id='review-data'>", 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and json.loads(data)["shots"][0]["id"] == "000000-000010"
     assert "1 frames flagged" in page
+
+
+def _done(start, end, conf, frames, flagged=()):
+    return _shot(start, end, confidence=conf, flagged=list(flagged), keyframes=[start],
+                 per_frame=[{"i": i, "kind": k, "ref": max(start, i - 1), "conf": c, "low": 0.0}
+                            for i, k, c in frames])
+
+
+def test_review_data_sorts_shots_and_frames_worst_first():
+    a = _done(0, 3, 0.9, [(0, "key", 1.0), (1, "model", 0.95), (2, "model", 0.85)])
+    b = _done(3, 6, 0.5, [(3, "key", 1.0), (4, "model", 0.3), (5, "copy", 0.3)], flagged=[4])
+    c = _done(6, 9, 0.5, [(6, "key", 1.0), (7, "model", 0.6), (8, "model", 0.4)])
+    rep = rpt.summarize({"fps": 12}, [a, b, c, _shot(9, 12, "skipped", reason="no keyframe")])
+    data = rpt.review_data(rep)
+    assert [s["id"] for s in data["shots"]] == ["000003-000006", "000006-000009", "000000-000003"]  # tie: more flagged first
+    assert [f["i"] for f in data["shots"][0]["frames"]] == [4, 5, 3]  # keyframe last; ties by time
+    assert [f["i"] for f in data["shots"][2]["frames"]] == [2, 1, 0]
+    assert data["shots"][0]["frames"][0]["flagged"] and not data["evaluated"] and data["fps"] == 12
+
+
+def test_add_evaluation_writes_truth_and_error_maps_and_resorts(tmp_path):
+    truth = [np.full((8, 10, 3), 100, np.uint8) for _ in range(6)]
+    store: dict[str, bytes] = {}
+    for i, t in enumerate(truth):  # frame 2 is far off, frame 4 a little
+        pred = t.copy() + (60 if i == 2 else 5 if i == 4 else 0)
+        store[f"frames/{rpt.frame_name(i)}"] = job.encode_png(pred.astype(np.uint8))
+    a = _done(0, 3, 0.9, [(0, "key", 1.0), (1, "model", 0.5), (2, "model", 0.9)])
+    b = _done(3, 6, 0.2, [(3, "key", 1.0), (4, "model", 0.2), (5, "model", 0.2)])
+    rep = rpt.summarize({}, [a, b])
+    rows = [{"i": 1, "psnr": 40.0, "ssim": 0.99}, {"i": 2, "psnr": 12.0, "ssim": 0.5},
+            {"i": 4, "psnr": 30.0, "ssim": 0.9}, {"i": 5, "psnr": 35.0, "ssim": 0.95}]
+    out = rpt.add_evaluation(rep, rows, truth, store.get, store.__setitem__, {"mode": "chain"})
+    assert {f"truth/{rpt.frame_name(i)}" for i in (1, 2, 4, 5)} <= set(store)
+    err2 = job.decode_png(store["error/000002.png"])
+    err1 = job.decode_png(store["error/000001.png"])
+    assert err2.shape == (8, 10, 3) and err2.mean() > err1.mean() + 50  # far off = bright
+    assert json.loads(store["report.json"])["evaluation"]["frames"] == 4
+    assert "truth/" in store["report.html"].decode() or "error map" in store["report.html"].decode()
+    data = rpt.review_data(out)
+    # by PSNR now, not confidence: shot a (mean 26 dB) is worse than b (32.5 dB)
+    assert data["evaluated"] and [s["id"] for s in data["shots"]] == ["000000-000003", "000003-000006"]
+    assert [f["i"] for f in data["shots"][0]["frames"]] == [2, 1, 0]
+    with pytest.raises(ValueError, match="000009.png"):
+        rpt.add_evaluation(rep, [{"i": 9, "psnr": 1, "ssim": 0}], truth * 2, store.get, store.__setitem__)
+
+
+def test_lineart_files_names_and_decodes():
+    la = [np.full((4, 6), v, np.uint8) for v in (0, 128, 255)]
+    files = list(rpt.lineart_files(la, 1, 3))
+    assert [f for f, _ in files] == ["lineart/000001.png", "lineart/000002.png"]
+    img = cv2.imdecode(np.frombuffer(files[1][1], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (4, 6) and int(img[0, 0]) == 255
 
 
 def test_aggregate_by_offset_and_plot():
