@@ -53,7 +53,7 @@ import numpy as np
 from lcmftn import report as rpt
 from lcmftn.colorize import MODES, ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
 from lcmftn.data.lineart import LineArtConfig, extract_lineart, normalize_lineart
-from lcmftn.integrations import storage
+from lcmftn.integrations import lease, storage
 
 log = logging.getLogger("workflows.colorize")
 
@@ -530,6 +530,7 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
     cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
                          low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction)
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
+    model_size(*ep.size_hw, rs.size, cfg.multiple_of, source=job_info.get("lineart", ep.source))  # hook: limits
     device = resolve_device(rs)
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)
     settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": batch_size,
@@ -662,12 +663,14 @@ def training_size(meta: dict, default: int = 256) -> int:
 
 
 def load_model_files(uri: str, workdir: Path) -> dict[str, bytes]:
+    from lcmftn.checkpoint import validate_files
     from lcmftn.integrations.tracking import resolve_model_uri
 
     ckpt = resolve_model_uri(uri, workdir / "model")
     files = {p.name: p.read_bytes() for p in ckpt.iterdir() if p.is_file()}
     if "meta.json" not in files or "model.safetensors" not in files:
         raise ValueError(f"--model {uri}: {ckpt} lacks meta.json or model.safetensors")
+    validate_files(files, f"--model {uri}")  # reliability hook: limits + integrity, user's name
     return files
 
 
@@ -683,7 +686,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --lineart needs --refs (coloured keyframes named by frame index)", file=sys.stderr)
         return 2
     rs = _settings(args)
-    with tempfile.TemporaryDirectory(prefix="colorize-", dir=args.work_dir) as tmp:
+    try:  # reliability hook: --out writable and held by this run alone (lcmftn.integrations.lease)
+        held = lease.guard_output(args.out, owner="colorize")
+    except storage.StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with held, tempfile.TemporaryDirectory(prefix="colorize-", dir=args.work_dir) as tmp:
         work = Path(tmp)
         try:
             model_files = load_model_files(args.model, work)

@@ -67,7 +67,7 @@ from lcmftn.data.holds import HoldConfig, changed_fraction_inks, ink_map
 from lcmftn.data.lineart import LINEART_METHODS, LineArtConfig, extract_lineart
 from lcmftn.data.shots import DETECTORS
 from lcmftn.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, iter_frames, probe_video
-from lcmftn.integrations import storage
+from lcmftn.integrations import lease, storage
 
 log = logging.getLogger("workflows.ingest")
 
@@ -547,8 +547,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = IngestConfig(size_px=args.size, crop=args.crop, lineart=LineArtConfig(method=args.lineart),
                        detector=args.detector, threshold=args.threshold,
                        min_shot_frames=args.min_shot_frames, rows_per_shard=args.rows_per_shard)  # fmt: skip
+    try:  # reliability hooks: some film matches, --out writable and ours (lcmftn.integrations.lease)
+        if not discover_films(args.films)[0]:
+            raise storage.StorageError(" ".join(args.films), "no film matches; nothing written")
+        held = lease.guard_output(args.out, owner="ingest")
+    except storage.StorageError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
     try:
-        summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries)
+        with held:
+            summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries)
     except storage.StorageError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2

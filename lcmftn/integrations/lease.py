@@ -211,3 +211,12 @@ def acquire(prefix: str, owner: str = "run", run_id: str | None = None, config: 
         log.warning("%s: took over the stale lease of %s (%s)", uri, describe(holder), why)
         return Lease(uri, record, new_etag, cfg, on_lost)
     raise storage.StorageError(uri, "lease contended: it changed 5 times while acquiring; retry")
+
+
+def guard_output(prefix: str, owner: str, config: LeaseConfig | None = None) -> Lease:
+    """What a job does before touching its ``--out``: :func:`storage.check_writable` (a
+    :class:`storage.NotWritableError` naming the path) and :func:`acquire` (a
+    :class:`LeaseHeldError` naming the holder). Returns the lease, heartbeat not yet started:
+    ``with guard_output(out, "colorize"): ...``. Both errors are :class:`storage.StorageError`."""
+    storage.check_writable(prefix)
+    return acquire(prefix, owner=owner, config=config)
