@@ -488,11 +488,12 @@ def _etag(data: bytes) -> str:
 
 @contextlib.contextmanager
 def _local_cas_lock(path: Path):
-    """Serialise compare-and-swap on a local file (``flock`` on a ``.<name>.lock`` sibling; the
-    kernel drops it when the holder dies, so a crash never leaves it held)."""
+    """Serialise compare-and-swap on a local file: ``flock`` on its FOLDER (no lock file is left
+    in the output; the kernel drops the lock when the holder dies, so a crash never leaves it
+    held). Other flock users of the same folder would only be serialised with us, never broken."""
     import fcntl
 
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,8 @@ def test_second_writer_refused_naming_the_holder(root):
     assert first.record["created"] in msg and "_lease.json" in msg
     first.release()
     assert not storage.exists(lease.lease_uri(root))
+    if not storage.is_s3(root):  # no lock or temp file left in the user's output folder
+        assert sorted(p.name for p in Path(root).iterdir()) == []
     lease.acquire(root, config=FAST).release()  # free again after release
 
 
