@@ -116,6 +116,7 @@ class Lease:
         self.uri, self.record, self.etag, self.config = uri, record, etag, config
         self.on_lost = on_lost or _interrupt_main
         self.lost: LeaseLostError | None = None
+        self.created_dirs: list[str] = []  # local folders the lease created (removed on release if empty)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,6 +141,11 @@ class Lease:
                 storage.delete_if_match(self.uri, self.etag)
             except storage.PreconditionFailedError:
                 log.warning("%s: not released, it is no longer ours", self.uri)
+        for d in self.created_dirs:  # deepest first: a run that wrote nothing leaves nothing
+            try:
+                os.rmdir(d)
+            except OSError:
+                break  # not empty (the run wrote output) or gone
 
     def start_heartbeat(self) -> Lease:
         self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
@@ -173,6 +179,17 @@ def _dump(record: dict) -> bytes:
     return json.dumps(record, sort_keys=True).encode()
 
 
+def _missing_dirs(uri: str) -> list[str]:
+    """Local folders above ``uri`` that do not exist yet, deepest first (none for S3)."""
+    if storage.is_s3(uri):
+        return []
+    out, d = [], os.path.dirname(uri)
+    while d and not os.path.exists(d):
+        out.append(d)
+        d = os.path.dirname(d)
+    return out
+
+
 def acquire(prefix: str, owner: str = "run", run_id: str | None = None, config: LeaseConfig | None = None,
             on_lost: Callable[[LeaseLostError], None] | None = None) -> Lease:
     """Take the lease on ``prefix`` (``<prefix>/_lease.json``), or raise :class:`LeaseHeldError`
@@ -180,13 +197,16 @@ def acquire(prefix: str, owner: str = "run", run_id: str | None = None, config: 
     with a warning. Start the heartbeat with ``with`` or :meth:`Lease.start_heartbeat`."""
     cfg = config or LeaseConfig.from_env()
     uri = lease_uri(prefix)
+    missing = _missing_dirs(uri)
     for _ in range(5):  # each retry means another run changed the lease between our steps
         now = time.time()
         record = {"owner": owner, "run_id": run_id or uuid.uuid4().hex, "host": socket.gethostname(),
                   "pid": os.getpid(), "created": _iso(now), "created_unix": now, "renewed_unix": now,
                   "expires_unix": now + cfg.ttl_s}
         try:
-            return Lease(uri, record, storage.create_exclusive(uri, _dump(record)), cfg, on_lost)
+            held = Lease(uri, record, storage.create_exclusive(uri, _dump(record)), cfg, on_lost)
+            held.created_dirs = missing
+            return held
         except storage.PreconditionFailedError:
             pass
         try:

@@ -59,7 +59,7 @@ def test_colorize_extreme_frame_shape_exits_2_before_ray(inputs, capsys):
     assert _colorize(tmp, ckpt, tmp / "out", lineart="wide.mp4") == 2
     err = capsys.readouterr().err
     assert "wide.mp4" in err and "aspect ratio" in err and "max_aspect=8.0" in err
-    assert not (tmp / "out" / "_lease.json").exists()  # released
+    assert not (tmp / "out").exists()  # lease released and the folder it made removed: nothing written
 
 
 def test_colorize_garbage_meta_json_names_the_model(inputs, capsys):
