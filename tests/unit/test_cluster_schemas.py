@@ -45,7 +45,7 @@ def crd_validators():
         pytest.skip(f"{SCHEMAS} is absent")
     out = {}
     for f in SCHEMAS.glob("*.yaml"):
-        crd = yaml.safe_load(f.read_text())
+        crd = yaml.load(f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # large files
         for version in crd["spec"]["versions"]:
             if version["name"] == "v1":
                 schema = _strict(version["schema"]["openAPIV3Schema"])
