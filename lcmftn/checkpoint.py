@@ -85,19 +85,75 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     path = directory / META_FILE
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: missing (incomplete or not a checkpoint directory)")
+    return parse_meta(path.read_bytes(), str(path))
+
+
+def parse_meta(data: bytes, source: str) -> dict[str, Any]:
+    """The validated content of a ``meta.json`` whose bytes are ``data``; errors name ``source``
+    (the user's path or URI, never a temporary copy)."""
     try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: not valid JSON ({exc})") from exc
+        meta = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"checkpoint {source}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                              "is this really a meta.json?") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {source}: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict):
-        raise CheckpointError(f"checkpoint {path}: expected a JSON object")
+        raise CheckpointError(f"checkpoint {source}: expected a JSON object")
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
+        raise CheckpointError(f"checkpoint {source}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
     for key, tp in (("system", str), ("config", dict)):
         if not isinstance(meta.get(key), tp):
-            raise CheckpointError(f"checkpoint {path}: field {key!r} missing or not a {tp.__name__}")
+            raise CheckpointError(f"checkpoint {source}: field {key!r} missing or not a {tp.__name__}")
     meta.setdefault("extra", {})
     return meta
+
+
+def validate_files(files: dict[str, bytes], source: str) -> dict[str, Any]:
+    """Check a checkpoint held in memory (``{file name: bytes}``, e.g. staged from s3:// or the
+    model registry) BEFORE any model is allocated: ``meta.json`` parses, its config is within
+    :mod:`lcmftn.limits`, ``model.safetensors`` is complete and its tensors fit the config
+    (checked on PyTorch's ``meta`` device). Errors name ``source/<file>``. Returns the meta."""
+    from lcmftn.models import registry
+
+    for name in (META_FILE, WEIGHTS_FILE):
+        if name not in files:
+            raise CheckpointError(f"checkpoint {source}: {name} missing")
+    meta = parse_meta(files[META_FILE], f"{source}/{META_FILE}")
+    try:
+        cfg = registry.config_from_dict(meta["system"], meta["config"], f"{source}/{META_FILE}")
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from exc
+    shapes = safetensors_shapes(files[WEIGHTS_FILE], f"{source}/{WEIGHTS_FILE}")
+    with torch.device("meta"):
+        own = {k: tuple(v.shape) for k, v in registry._build(meta["system"], cfg, load_pretrained=False).state_dict().items()}
+    _check_fit(own, shapes, f"{source}/{WEIGHTS_FILE}", meta["system"])
+    return meta
+
+
+def safetensors_shapes(data: bytes, source: str) -> dict[str, tuple[int, ...]]:
+    """``{tensor name: shape}`` of a safetensors file's bytes, after checking the header parses
+    and every tensor's byte range lies inside the file (a truncated copy fails here, named)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {source}: corrupt, truncated or not a safetensors file "
+                              f"({len(data)} bytes; {exc})") from exc
+    return {k: tuple(v.shape) for k, v in tensors.items()}
+
+
+def _check_fit(own: dict[str, tuple], state: dict[str, tuple], path: str, system: str) -> None:
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shapes = [k for k in own if k in state and tuple(state[k]) != tuple(own[k])]
+    if missing or unexpected or bad_shapes:
+        raise CheckpointError(
+            f"checkpoint {path}: tensors do not fit the {system} config in {META_FILE} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {bad_shapes[:3]})"
+        )
 
 
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu"
@@ -112,7 +168,8 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     directory = Path(directory)
     meta = read_meta(directory)
     try:
-        model = registry.build_generator_from_config(meta["system"], meta["config"], load_pretrained=False)
+        model = registry.build_generator_from_config(meta["system"], meta["config"], load_pretrained=False,
+                                                     source=str(directory / META_FILE))
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {directory / META_FILE}: cannot build the model ({exc})") from exc
     path = directory / WEIGHTS_FILE
@@ -122,14 +179,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: corrupt or not a safetensors file ({exc})") from exc
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad_shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or bad_shapes:
-        raise CheckpointError(
-            f"checkpoint {path}: tensors do not fit the {meta['system']} config in {META_FILE} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {bad_shapes[:3]})"
-        )
+    _check_fit({k: tuple(v.shape) for k, v in model.state_dict().items()},
+               {k: tuple(v.shape) for k, v in state.items()}, str(path), meta["system"])
     model.load_state_dict(state)
     return model.to(map_location).eval(), meta

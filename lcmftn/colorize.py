@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 import torch
 
+from lcmftn import limits
 from lcmftn.upsample import UpsampleConfig, guided_upsample, resize_color
 
 MODES = ("chain", "anchor", "auto")
@@ -75,9 +76,14 @@ class ColorizeConfig:
     upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
 
 
-def model_size(height: int, width: int, image_size_px: int, multiple_of: int = 1) -> tuple[int, int]:
+def model_size(height: int, width: int, image_size_px: int, multiple_of: int = 1,
+               source: str = "frame") -> tuple[int, int]:
     """Model-resolution ``(h, w)``: short side ``image_size_px``, aspect kept, both rounded to
-    multiples of ``multiple_of`` (at least one multiple)."""
+    multiples of ``multiple_of`` (at least one multiple).
+
+    Raises :class:`lcmftn.limits.LimitError` (naming ``source``) for an extreme frame shape or
+    model resolution (:func:`lcmftn.limits.check_model_size`) before anything is allocated."""
+    limits.check_model_size(height, width, image_size_px, source)
     m = max(1, int(multiple_of))
     short = min(height, width)
 

@@ -232,6 +232,7 @@ def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tupl
     cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
                          low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction)
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
+    model_size(*ep.size_hw, rs.size, cfg.multiple_of, source=ep.source)  # limits, before any allocation
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)
     settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": batch_size,
                 "device": device, "amp": rs.amp}
@@ -331,4 +332,7 @@ def load_model_files(uri: str, workdir: Path) -> dict[str, bytes]:
     files = {p.name: p.read_bytes() for p in ckpt.iterdir() if p.is_file()}
     if "meta.json" not in files or "model.safetensors" not in files:
         raise ValueError(f"--model {uri}: {ckpt} lacks meta.json or model.safetensors")
+    from lcmftn.checkpoint import validate_files
+
+    validate_files(files, f"--model {uri}")  # limits + integrity, named by the user's URI
     return files

@@ -22,6 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from lcmftn import limits
 from lcmftn.data.pairs import WindowConfig
 from lcmftn.losses import LossConfig
 from lcmftn.models.registry import TRAINABLE
@@ -250,6 +251,7 @@ def apply_overrides(cfg: TrainConfig, overrides: typing.Iterable[str]) -> TrainC
     >>> apply_overrides(recipe("smoke"), ["optim.lr=3e-4", "window.width_frames=20"]).optim.lr
     0.0003
     """
+    set_keys: set[str] = set()
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key=value (e.g. optim.lr=2e-4)")
@@ -258,12 +260,17 @@ def apply_overrides(cfg: TrainConfig, overrides: typing.Iterable[str]) -> TrainC
         if not key:
             raise ValueError(f"override {item!r} has an empty key")
         cfg = _set_path(cfg, key.split("."), text.strip(), key)
-    validate_config(cfg)
+        set_keys.add(key)
+    validate_config(cfg, set_keys)
     return cfg
 
 
-def validate_config(cfg: TrainConfig) -> None:
-    """Cheap sanity checks with messages naming the field."""
+def validate_config(cfg: TrainConfig, set_keys: typing.Collection[str] = ()) -> None:
+    """Cheap sanity checks with messages naming the field; sizes within :mod:`lcmftn.limits`
+    (the error names ``--set KEY`` when ``KEY`` in ``set_keys`` came from the command line)."""
+    for key in ("image_size_px", "batch_size_per_worker"):
+        limit = "max_image_side_px" if key == "image_size_px" else "max_batch"
+        limits.check_upper(key, getattr(cfg, key), limit, f"--set {key}" if key in set_keys else "the recipe")
     if cfg.system not in SYSTEMS_TRAINABLE:
         raise ValueError(f"system: unknown or non-trainable system {cfg.system!r}; "
                          f"trainable systems: {', '.join(SYSTEMS_TRAINABLE)}")

@@ -63,7 +63,7 @@ from lcmftn.episode import (  # noqa: F401 - re-exported: the job's inputs
     stage,
 )
 from lcmftn.evaluation import parse_eval_modes, score_frames, summarize_scores
-from lcmftn.integrations import storage
+from lcmftn.integrations import lease, storage
 from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the job
     MARKER_VERSION,
     Output,
@@ -271,7 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --lineart needs --refs (coloured keyframes named by frame index)", file=sys.stderr)
         return 2
     rs = _settings(args)
-    with tempfile.TemporaryDirectory(prefix="colorize-", dir=args.work_dir) as tmp:
+    try:  # reliability hook: --out writable and held by this run alone (lcmftn.integrations.lease)
+        held = lease.guard_output(args.out, owner="colorize")
+    except storage.StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with held, tempfile.TemporaryDirectory(prefix="colorize-", dir=args.work_dir) as tmp:
         work = Path(tmp)
         try:
             model_files = load_model_files(args.model, work)

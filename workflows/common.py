@@ -14,7 +14,12 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), configure_logging=False)
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, configure_logging=False)
+    if not address:  # reliability hook: a local instance ends with this driver, even on SIGKILL
+        from lcmftn.integrations import ray_watchdog
+
+        ray_watchdog.start()
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -62,7 +62,7 @@ from lcmftn.ingest import (  # noqa: F401 - re-exported for callers of the job m
     stage_film,
     summarize,
 )
-from lcmftn.integrations import storage
+from lcmftn.integrations import lease, storage
 from workflows import args as cli_args
 
 log = logging.getLogger("workflows.ingest")
@@ -183,8 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = IngestConfig(size_px=args.size, crop=args.crop, lineart=LineArtConfig(method=args.lineart),
                        detector=args.detector, threshold=args.threshold,
                        min_shot_frames=args.min_shot_frames, rows_per_shard=args.rows_per_shard)  # fmt: skip
+    try:  # reliability hooks: some film matches, --out writable and ours (lcmftn.integrations.lease)
+        if not discover_films(args.films)[0]:
+            raise storage.StorageError(" ".join(args.films), "no film matches; nothing written")
+        held = lease.guard_output(args.out, owner="ingest")
+    except storage.StorageError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
     try:
-        summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries)
+        with held:
+            summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries)
     except storage.StorageError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2

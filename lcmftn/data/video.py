@@ -45,12 +45,20 @@ DEFAULT_FOLDER_FPS = 24.0  # image folders carry no frame rate
 
 
 class VideoReadError(ValueError):
-    """A video (or image folder) could not be read; ``str(err)`` names the file and the reason."""
+    """A video, image folder or image could not be read; ``str(err)`` names the file, what it
+    was read as (``what``: "video" or "image") and the reason."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str, what: str = "video"):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"cannot read video {self.path}: {reason}")
+        self.what = what
+        super().__init__(f"cannot read {what} {self.path}: {reason}")
+
+
+# Suffix -> the FFmpeg demuxer name the CONTENT must probe as (``container.format.name`` lists
+# aliases separated by commas). A PNG renamed ``.mkv`` probes as ``png_pipe``: refused.
+CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+                     ".webm": "webm", ".avi": "avi"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise VideoReadError(path, "not a readable image")
+        reason = "empty file (0 bytes)" if not data.size else "undecodable image (corrupt, truncated or not an image file)"
+        raise VideoReadError(path, reason, what="image")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 4:
@@ -174,7 +183,22 @@ def _open_container(path: Path) -> tuple[av.container.InputContainer, av.video.s
     if not container.streams.video:
         container.close()
         raise VideoReadError(path, "no video stream in the file")
+    _check_container_matches_name(path, container)
     return container, container.streams.video[0]
+
+
+def _check_container_matches_name(path: Path, container: av.container.InputContainer) -> None:
+    """The content's container must be what the suffix says (``CONTAINER_FORMATS``), and never a
+    still image (``*_pipe`` / ``image2`` demuxers), whatever the name."""
+    names = set(container.format.name.split(","))
+    want = CONTAINER_FORMATS.get(path.suffix.lower())
+    still = any(n.endswith("_pipe") or n == "image2" for n in names)
+    if still or (want is not None and want not in names):
+        container.close()
+        kind = "a still image" if still else "a video"
+        raise VideoReadError(path, f"content is {kind} in {container.format.long_name or container.format.name} "
+                                   f"format, not the {path.suffix or 'video'} container its name says "
+                                   f"(renamed file?)")
 
 
 def _stream_fps(stream: av.video.stream.VideoStream) -> float:

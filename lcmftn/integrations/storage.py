@@ -18,8 +18,10 @@ path-style addressing (``force_virtual_addressing=False``) for SeaweedFS/MinIO.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
+import hashlib
 import os
 import shutil
 import tempfile
@@ -50,6 +52,18 @@ class StorageError(OSError):
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):
     """The URI names no file/object."""
+
+
+class NoSuchBucketError(ObjectNotFoundError):
+    """The bucket of an ``s3://`` URI does not exist (not merely the key)."""
+
+
+class PreconditionFailedError(StorageError):
+    """A conditional write lost: the object exists (create) or changed (replace/delete)."""
+
+
+class NotWritableError(StorageError):
+    """An output location cannot be written (permissions, a file in the way, read-only)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,14 +201,30 @@ def _s3_error(uri: str, exc: BaseException) -> StorageError:
         return StorageError(uri, "no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket" or (code in _NOT_FOUND_CODES and _bucket_missing(uri)):
+            return NoSuchBucketError(uri, f"no such bucket {split_s3(uri)[0]!r} at {endpoint}")
         if code in _NOT_FOUND_CODES:
             return ObjectNotFoundError(uri, "no such object")
-        if code == "NoSuchBucket":
-            return ObjectNotFoundError(uri, "no such bucket")
+        if code in ("412", "PreconditionFailed"):
+            return PreconditionFailedError(uri, "precondition failed (the object exists or changed)")
         if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return StorageError(uri, f"access denied by {endpoint} ({code})")
         return StorageError(uri, f"S3 error {code}: {exc}")
     return StorageError(uri, f"{type(exc).__name__}: {exc}")
+
+
+def _bucket_missing(uri: str) -> bool:
+    """True when the bucket of ``uri`` does not exist. A HEAD answers a bare 404 both for a
+    missing key and a missing bucket, so a 404 is told apart with HEAD on the bucket."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        s3_client().head_bucket(Bucket=split_s3(uri)[0])
+        return False
+    except ClientError as exc:
+        return str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchBucket", "NotFound")
+    except (BotoCoreError, ValueError):
+        return False
 
 
 def _call_s3(uri: str, fn, *args, **kwargs):
@@ -209,6 +239,8 @@ def _call_s3(uri: str, fn, *args, **kwargs):
 def arrow_error(uri: str, exc: BaseException) -> StorageError:
     """Translate a pyarrow.fs error into a StorageError naming ``uri``."""
     msg = str(exc)
+    if "NoSuchBucket" in msg or ("bucket" in msg.lower() and "does not exist" in msg.lower()):
+        return NoSuchBucketError(uri, f"no such bucket ({msg.strip()})")
     if isinstance(exc, FileNotFoundError) or "Path does not exist" in msg or "NoSuchKey" in msg:
         return ObjectNotFoundError(uri, "no such file or object")
     if "curlCode" in msg or "connect" in msg.lower():
@@ -274,7 +306,7 @@ def exists(uri: str | os.PathLike) -> bool:
             client.head_object(Bucket=bucket, Key=key)
             return True
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND_CODES:
+            if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND_CODES or _bucket_missing(uri):
                 raise _s3_error(uri, exc) from exc
         except Exception as exc:  # connection errors
             raise _s3_error(uri, exc) from exc
@@ -412,3 +444,147 @@ def check_reachable(uri: str | os.PathLike) -> None:
         return
     bucket, _ = split_s3(uri)
     _call_s3(uri, s3_client().head_bucket, Bucket=bucket)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writability and conditional writes (leases: lcmftn.integrations.lease)
+# ---------------------------------------------------------------------------------------------
+def check_writable(uri: str | os.PathLike) -> None:
+    """Fail fast (:class:`NotWritableError` naming the path) when ``uri`` cannot be created or
+    written, before any work. Local: the nearest existing folder must accept a new file (a
+    real probe file, so root, read-only mounts and ACLs are judged as the write would be). S3:
+    the bucket must exist and accept a PUT (a probe object is written and deleted)."""
+    uri = str(uri)
+    if is_s3(uri):
+        check_reachable(uri)
+        probe = join(uri, f".write-probe-{uuid.uuid4().hex[:12]}")
+        bucket, key = split_s3(probe)
+        try:
+            _call_s3(probe, s3_client().put_object, Bucket=bucket, Key=key, Body=b"")
+        except StorageError as exc:
+            raise NotWritableError(uri, f"cannot write under this prefix ({exc.reason})") from exc
+        _call_s3(probe, s3_client().delete_object, Bucket=bucket, Key=key)
+        return
+    path = Path(normalize(uri))
+    if path.exists() and not path.is_dir():
+        raise NotWritableError(uri, "exists and is not a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotWritableError(uri, f"{parent} is a file, not a folder")
+    try:
+        fd, probe_name = tempfile.mkstemp(prefix=".write-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe_name)
+    except OSError as exc:
+        where = "" if parent == path else f" (its nearest existing parent {parent})"
+        raise NotWritableError(uri, f"not writable{where}: {exc.strerror or exc}") from exc
+
+
+def _etag(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _local_cas_lock(path: Path):
+    """Serialise compare-and-swap on a local file: ``flock`` on its FOLDER (no lock file is left
+    in the output; the kernel drops the lock when the holder dies, so a crash never leaves it
+    held). Other flock users of the same folder would only be serialised with us, never broken."""
+    import fcntl
+
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_versioned(uri: str | os.PathLike) -> tuple[bytes, str]:
+    """``(content, etag)``; the etag is what :func:`replace_if_match`/:func:`delete_if_match`
+    compare (S3: the object's ETag; local: a SHA-256 prefix of the content)."""
+    uri = str(uri)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        resp = _call_s3(uri, s3_client().get_object, Bucket=bucket, Key=key)
+        return _call_s3(uri, resp["Body"].read), resp["ETag"]
+    data = read_bytes(uri)
+    return data, _etag(data)
+
+
+def create_exclusive(uri: str | os.PathLike, data: bytes) -> str:
+    """Create ``uri`` only if nothing is there (atomic); returns its etag, else raises
+    :class:`PreconditionFailedError`. S3: ``PUT`` with ``If-None-Match: *``; local: a complete
+    temp file hard-linked to the name (``link`` fails when the name exists)."""
+    uri = str(uri)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            resp = _call_s3(uri, s3_client().put_object, Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except PreconditionFailedError as exc:
+            raise PreconditionFailedError(uri, "already exists") from exc
+        return resp["ETag"]
+    path = Path(uri)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    except OSError as exc:
+        raise NotWritableError(uri, f"cannot write: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    except FileExistsError as exc:
+        raise PreconditionFailedError(uri, "already exists") from exc
+    except OSError as exc:
+        raise StorageError(uri, f"cannot write: {exc.strerror or exc}") from exc
+    finally:
+        os.unlink(tmp)
+    return _etag(data)
+
+
+def replace_if_match(uri: str | os.PathLike, data: bytes, etag: str) -> str:
+    """Replace ``uri`` only while its etag is still ``etag``; returns the new etag, else raises
+    :class:`PreconditionFailedError` (changed or gone). S3: ``PUT`` with ``If-Match``."""
+    uri = str(uri)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            resp = _call_s3(uri, s3_client().put_object, Bucket=bucket, Key=key, Body=data, IfMatch=etag)
+        except ObjectNotFoundError as exc:
+            raise PreconditionFailedError(uri, "gone (deleted by someone else)") from exc
+        return resp["ETag"]
+    path = Path(uri)
+    with _local_cas_lock(path):
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise PreconditionFailedError(uri, "gone (deleted by someone else)") from exc
+        if _etag(current) != etag:
+            raise PreconditionFailedError(uri, "changed by someone else")
+        write_bytes_atomic(uri, data)
+    return _etag(data)
+
+
+def delete_if_match(uri: str | os.PathLike, etag: str) -> None:
+    """Delete ``uri`` only while its etag is still ``etag`` (S3: ``DELETE`` with ``If-Match``);
+    :class:`PreconditionFailedError` when it changed; nothing to do when it is gone."""
+    uri = str(uri)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _call_s3(uri, s3_client().delete_object, Bucket=bucket, Key=key, IfMatch=etag)
+        except ObjectNotFoundError:
+            return
+        return
+    path = Path(uri)
+    with _local_cas_lock(path):
+        try:
+            if _etag(path.read_bytes()) != etag:
+                raise PreconditionFailedError(uri, "changed by someone else")
+            path.unlink()
+        except FileNotFoundError:
+            return

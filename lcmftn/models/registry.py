@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from lcmftn import limits
 from lcmftn.models.base import ColorizationSystem
 from lcmftn.models.baselines import (
     CopyRef,
@@ -156,24 +157,35 @@ def _build(system: str, cfg: Any, load_pretrained: bool = True) -> ColorizationS
     return sp.generator_class(cfg)
 
 
-def build_generator(system: str, size: str = "small", **overrides: Any) -> ColorizationSystem:
-    """Build ``system`` at preset ``size``; ``overrides`` replace config fields (e.g. ``cmft3=True``)."""
+def build_generator(system: str, size: str = "small", source: str = "overrides",
+                    **overrides: Any) -> ColorizationSystem:
+    """Build ``system`` at preset ``size``; ``overrides`` replace config fields (e.g. ``cmft3=True``).
+
+    The config is checked against :mod:`lcmftn.limits` before anything is allocated; errors
+    name ``source`` (where the overrides came from)."""
     cfg = generator_config(system, size)
     if overrides:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cfg)}
         if unknown:
             raise ValueError(f"{system}: unknown config fields {sorted(unknown)}")
         cfg = dataclasses.replace(cfg, **overrides)
+        limits.check_generator_config(system, cfg, source)
     return _build(system, cfg)
 
 
-def build_generator_from_config(system: str, config: dict[str, Any],
-                                load_pretrained: bool = True) -> ColorizationSystem:
+def build_generator_from_config(system: str, config: dict[str, Any], load_pretrained: bool = True,
+                                source: str = "config") -> ColorizationSystem:
     """Rebuild ``system`` from ``dataclasses.asdict`` of its config (JSON lists become tuples).
 
     ``load_pretrained=False`` skips reading frozen pretrained parts (LCMFTN's E_I) from their
-    original file: a checkpoint carries those weights itself.
+    original file: a checkpoint carries those weights itself. The config is checked against
+    :mod:`lcmftn.limits` first (``source``, e.g. the meta.json path, is named in errors).
     """
+    return _build(system, config_from_dict(system, config, source), load_pretrained=load_pretrained)
+
+
+def config_from_dict(system: str, config: dict[str, Any], source: str = "config") -> Any:
+    """The config dataclass of ``system`` from a JSON dict, validated and within the limits."""
     _check(system)
     cls = REGISTRY[system].config_class
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -186,7 +198,12 @@ def build_generator_from_config(system: str, config: dict[str, Any],
         if isinstance(value, list) and typing.get_origin(hints[key]) is tuple:
             value = tuple(value)
         values[key] = value
-    return _build(system, cls(**values), load_pretrained=load_pretrained)
+    try:
+        cfg = cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: invalid {system} config ({exc})") from exc
+    limits.check_generator_config(system, cfg, source)
+    return cfg
 
 
 def build_discriminator(system: str, size: str = "small") -> nn.Module | None:
