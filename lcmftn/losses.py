@@ -274,8 +274,8 @@ class GeneratorLoss(nn.Module):
             raise ValueError(f"loss.baseline_loss must be 'original' or 'ours', got {cfg.baseline_loss!r}")
         self.system, self.cfg = system, cfg
         self.gan = system in ("pix2pix-ref", "tcvc")
-        self.mode = "ours" if system in ("lcmftn", "lcmftn-nocmft") else f"{system}:{cfg.baseline_loss}"
-        if not self.gan and system not in ("lcmftn", "lcmftn-nocmft"):
+        self.mode = "ours" if system.startswith("lcmftn") else f"{system}:{cfg.baseline_loss}"
+        if not self.gan and not system.startswith("lcmftn"):
             raise ValueError(f"system {system!r} is not trainable; no loss")
         needs_vgg = _needs_vgg(system, cfg)
         if needs_vgg and cfg.vgg_weights == "none":

@@ -25,7 +25,7 @@ from typing import Any
 from lcmftn.data.pairs import WindowConfig
 from lcmftn.losses import LossConfig
 
-SYSTEMS_TRAINABLE = ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc")
+SYSTEMS_TRAINABLE = ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc", "lcmftn-cosine", "lcmftn-ours")
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,21 @@ from lcmftn.models.baselines import (
     TCVCGenerator,
 )
 from lcmftn.models.lcmftn import LCMFTN, LCMFTNConfig
+from lcmftn.models.ours import LCMFTNOurs, OursConfig
 
 SYSTEMS = ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc", "copy-ref", "flow-warp")
 SIZES = ("tiny", "small", "paper")
 TRAINABLE = ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc")
+
+# Issue-12 systems (branch cmft): LCMFTN variants sharing the LCMFTN size presets.
+# name -> (config class, model class, config fields over the preset).
+_LCMFTN_VARIANTS: dict[str, tuple[type, type, dict[str, Any]]] = {
+    "lcmftn-cosine": (LCMFTNConfig, LCMFTN, dict(cmft_kernel="cosine", cmft_proj=True,
+                                                 cmft_locality="coarse-to-fine")),
+    "lcmftn-ours": (OursConfig, LCMFTNOurs, {}),
+}
+SYSTEMS = (*SYSTEMS, *_LCMFTN_VARIANTS)
+TRAINABLE = (*TRAINABLE, *_LCMFTN_VARIANTS)
 
 _LCMFTN_SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(enc_channels=(8, 16, 32, 32), sketch_channels=(8, 16, 32, 32, 32, 32),
@@ -71,6 +82,8 @@ def _check(system: str, size: str | None = None) -> None:
 
 
 def _config_class(system: str) -> type:
+    if system in _LCMFTN_VARIANTS:
+        return _LCMFTN_VARIANTS[system][0]
     return {"lcmftn": LCMFTNConfig, "lcmftn-nocmft": LCMFTNConfig, "pix2pix-ref": Pix2PixConfig,
             "tcvc": TCVCConfig, "copy-ref": CopyRefConfig, "flow-warp": FlowWarpConfig}[system]
 
@@ -78,6 +91,9 @@ def _config_class(system: str) -> type:
 def generator_config(system: str, size: str = "small") -> Any:
     """The frozen config dataclass of ``system`` at preset ``size``."""
     _check(system, size)
+    if system in _LCMFTN_VARIANTS:
+        cls, _, fields = _LCMFTN_VARIANTS[system]
+        return cls(size=size, **{**_LCMFTN_SIZES[size], **fields})
     if system in ("lcmftn", "lcmftn-nocmft"):
         return LCMFTNConfig(size=size, use_cmft=system == "lcmftn", **_LCMFTN_SIZES[size])
     if system == "pix2pix-ref":
@@ -88,6 +104,10 @@ def generator_config(system: str, size: str = "small") -> Any:
 
 
 def _build(system: str, cfg: Any, load_pretrained: bool = True) -> ColorizationSystem:
+    if system in _LCMFTN_VARIANTS:
+        model = _LCMFTN_VARIANTS[system][1](cfg, load_pretrained=load_pretrained)
+        model.system = system
+        return model
     if system in ("lcmftn", "lcmftn-nocmft"):
         if cfg.use_cmft != (system == "lcmftn"):
             raise ValueError(f"{system}: config has use_cmft={cfg.use_cmft}, which is the other system")
@@ -142,7 +162,7 @@ def build_discriminator(system: str, size: str = "small") -> nn.Module | None:
 def multiple_of(system: str) -> int:
     """Input H and W must be multiples of this (LCMFTN: 8, its three stride-2 levels)."""
     _check(system)
-    return _MULTIPLE_OF[system]
+    return 8 if system in _LCMFTN_VARIANTS else _MULTIPLE_OF[system]
 
 
 def is_trainable(system: str) -> bool:
