@@ -175,6 +175,10 @@ class CMFT(nn.Module):
     channels: q/k channels; needed only for ``proj=True``.
     proj: learned 1×1 conv projections of query and key (C -> C, no bias), both initialised to
         the identity so the kernel at init equals the unprojected one.
+    proj_init_channels: with ``proj``, initialise to the identity on the LAST n channels only
+        (zeros elsewhere; 0 = all channels). LCMFTN's levels ≥ 1 match ca(r^{k−1}, E_s^k(S_n))
+        against ca(E_c^k(C_p), E_s^k(S_p)): at init r and E_c are unrelated features, so the
+        projection starts by matching the line-art half and learns to use the rest.
     locality_sigma: σ of the Gaussian locality bias in image heights (0 = off, global search).
         ``forward(..., centre=None)`` centres it on the query's own position; a ``centre``
         ``[B,2,H,W]`` (e.g. the coarser level's match, upsampled) centres it there.
@@ -183,7 +187,7 @@ class CMFT(nn.Module):
     def __init__(self, scale: float | None = 1.0, normalize: bool = False,
                  init_temperature: float = 10.0, *, kernel: str = "paper",
                  init_tau: float = 0.01, channels: int = 0, proj: bool = False,
-                 locality_sigma: float = 0.0):
+                 proj_init_channels: int = 0, locality_sigma: float = 0.0):
         super().__init__()
         if kernel not in CMFT_KERNELS:
             raise ValueError(f"CMFT kernel must be one of {CMFT_KERNELS}, got {kernel!r}")
@@ -203,7 +207,10 @@ class CMFT(nn.Module):
             self.q_proj = nn.Conv2d(channels, channels, 1, bias=False)
             self.k_proj = nn.Conv2d(channels, channels, 1, bias=False)
             with torch.no_grad():
-                eye = torch.eye(channels).view(channels, channels, 1, 1)
+                eye = torch.eye(channels)
+                if 0 < proj_init_channels < channels:
+                    eye[: channels - proj_init_channels] = 0
+                eye = eye.view(channels, channels, 1, 1)
                 self.q_proj.weight.copy_(eye)
                 self.k_proj.weight.copy_(eye)
 

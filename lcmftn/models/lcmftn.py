@@ -74,7 +74,8 @@ class LCMFTNConfig:
     cmft_kernel: "paper" = raw exp(aᵀb·cmft_scale) (system ``lcmftn``); "cosine" = centred
         cosine similarity / learned τ (init ``cmft_tau_init``) — see ``lcmftn.models.cmft``.
     cmft_tau_init: initial temperature of the cosine kernel (logits = cos/τ).
-    cmft_proj: learned 1×1 query/key projections per level (identity-initialised).
+    cmft_proj: learned 1×1 query/key projections per level, identity-initialised on the line-art
+        channels E_s^k only at levels ≥ 1 (the r^{k−1} / E_c^k half starts at zero weight).
     cmft_locality: "none" (global search at every level); "identity" (Gaussian bias around the
         query's own position at levels ≥ 1); "coarse-to-fine" (levels ≥ 1 search around the
         expected match CMFT^{k−1} found, upsampled). Level 0 always searches globally.
@@ -221,6 +222,7 @@ class LCMFTN(ColorizationSystem):
             self.cmfts = nn.ModuleList(
                 CMFT(scale=cfg.cmft_scale, normalize=cfg.cmft_normalize, kernel=cfg.cmft_kernel,
                      init_tau=cfg.cmft_tau_init, channels=qk[k], proj=cfg.cmft_proj,
+                     proj_init_channels=0 if k == 0 else cfg.sketch_channels[3 - k],
                      locality_sigma=cfg.cmft_locality_sigma
                      if k > 0 and cfg.cmft_locality != "none" else 0.0)
                 for k in range(n_cmft)
