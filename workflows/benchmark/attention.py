@@ -11,7 +11,7 @@ by (dy, dx) pixels with ``torch.roll`` (wrap-around), so every query's true matc
 exactly. Per system and shift it prints, for each CMFT level: entropy ÷ log M, max weight, mean
 distance (full-resolution px) from the truth to the expected attended position and to the
 argmax, the argmax hit rate (within one level pixel), the PSNR of the output against the rolled
-colour frame, and the gradient ratio ‖∇E_s‖/‖∇E_h‖ of one L1 backward. Torch/NumPy/OpenCV
+colour frame (and of copy-ref / flow-warp for scale), and the gradient ratio ‖∇E_s‖/‖∇E_h‖ of one L1 backward. Torch/NumPy/OpenCV
 only (no Ray, no MLflow).
 """
 
@@ -102,6 +102,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--shifts: {text!r} is not DY,DX") from None
         shifts.append((dy, dx))
     s_p, c_p = synthetic_batch(args.frames, args.size, args.frame_step, args.seed)
+    from lcmftn.models.baselines import CopyRef, FlowWarp
+
+    references: dict[str, dict[str, float]] = {}
+    for dy, dx in shifts:
+        s_n = torch.roll(s_p, (dy, dx), dims=(2, 3))
+        target = torch.roll(c_p, (dy, dx), dims=(2, 3))
+        references[f"{dy},{dx}"] = {n: float(psnr(m(s_p, c_p, s_n), target).mean())
+                                    for n, m in (("copy-ref", CopyRef()), ("flow-warp", FlowWarp()))}
     results: dict[str, Any] = {}
     for name, model in _models(args):
         model.eval()
@@ -116,7 +124,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows[f"{dy},{dx}"] = diag
         results[name] = rows
     return {"benchmark": "attention", "size": args.size, "frames": args.frames,
-            "model_size": args.model_size, "seed": args.seed, "systems": results}
+            "model_size": args.model_size, "seed": args.seed, "references_psnr": references,
+            "systems": results}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -134,7 +143,9 @@ def format_table(result: dict[str, Any]) -> str:
                              f"{f('entropy', '.3f')} | {f('max_weight', '.3f')} | "
                              f"{f('err_expected_px')} | {f('err_argmax_px')} | {f('hit_rate')} | "
                              f"{tail} |")
-    return "\n".join(lines)
+    refs = "; ".join(f"shift {k}: " + ", ".join(f"{n} {v:.2f}" for n, v in r.items())
+                     for k, r in result.get("references_psnr", {}).items())
+    return "\n".join(lines) + f"\n\nReference PSNR (dB) — {refs}"
 
 
 def main(argv: list[str] | None = None) -> int:
