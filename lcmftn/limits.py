@@ -99,10 +99,11 @@ def check_generator_config(system: str, cfg: Any, source: str, lim: Limits | Non
             continue
         value = getattr(cfg, f.name)
         items = value if isinstance(value, tuple) else (value,)
+        lowest = 0 if f.default == 0 else 1  # fields whose default is 0 (extra_out_channels) may be off
         for v in items:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < lowest:
                 raise LimitError(f"{source}: {system} config field {f.name}={value!r}: "
-                                 "expected positive integers")
+                                 f"expected integers >= {lowest}")
             if v > getattr(lim, kind):
                 _fail(f"{system} config field {f.name}", value, kind, getattr(lim, kind), source)
     n = _meta_parameter_count(system, cfg, source)

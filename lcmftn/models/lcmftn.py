@@ -47,6 +47,8 @@ from lcmftn.models.base import ColorizationSystem, check_inputs
 from lcmftn.models.blocks import RU, conv_act
 from lcmftn.models.cmft import CMFT
 
+CMFT_LOCALITY = ("none", "identity", "coarse-to-fine")
+
 log = logging.getLogger(__name__)
 
 # Illustration2Vec's pixel mean (Caffe model, BGR order, 0–255 scale).
@@ -68,7 +70,20 @@ class LCMFTNConfig:
     use_cmft: False = the ``lcmftn-nocmft`` ablation.
     cmft3: also run CMFT^3 at full resolution (the paper drops it).
     cmft_scale: logit scale of CMFT (1.0 = paper's exp(aᵀb)).
-    cmft_normalize: cosine-similarity CMFT with a learnable temperature instead of raw aᵀb.
+    cmft_normalize: legacy cosine CMFT (L2 only, temperature init 10) of the ``paper`` kernel.
+    cmft_kernel: "paper" = raw exp(aᵀb·cmft_scale) (system ``lcmftn``); "cosine" = centred
+        cosine similarity / learned τ (init ``cmft_tau_init``) — see ``lcmftn.models.cmft``.
+    cmft_tau_init: initial temperature of the cosine kernel (logits = cos/τ).
+    cmft_proj: learned 1×1 query/key projections per level, identity-initialised on the line-art
+        channels E_s^k only at levels ≥ 1 (the r^{k−1} / E_c^k half starts at zero weight).
+    cmft_locality: "none" (global search at every level); "identity" (Gaussian bias around the
+        query's own position at levels ≥ 1); "coarse-to-fine" (levels ≥ 1 search around the
+        expected match CMFT^{k−1} found, upsampled). Level 0 always searches globally.
+    cmft_locality_sigma: σ of that bias in image heights (the same at every level).
+    local_path: also feed the UNALIGNED E_c^k(C_p) next to est^k into RU^k / the output convs,
+        so the full model contains the ``lcmftn-nocmft`` ablation's path.
+    extra_out_channels: output channels after the 3 colour ones (returned by ``logits`` only;
+        ``lcmftn-ours`` uses 1 for its gate). 0 for the paper's systems.
     e_i_weights: path of a safetensors file with ``SketchFeatureNet`` weights (E_I); None = off.
     e_i_channels: channels of E_I's output (512 for Illustration2Vec conv4_2).
     """
@@ -84,6 +99,13 @@ class LCMFTNConfig:
     cmft3: bool = False
     cmft_scale: float = 1.0
     cmft_normalize: bool = False
+    cmft_kernel: str = "paper"
+    cmft_tau_init: float = 0.01
+    cmft_proj: bool = False
+    cmft_locality: str = "none"
+    cmft_locality_sigma: float = 0.15
+    local_path: bool = False
+    extra_out_channels: int = 0
     e_i_weights: str | None = None
     e_i_channels: int = 512
 
@@ -188,23 +210,35 @@ class LCMFTN(ColorizationSystem):
         self.e_h = Encoder4(1, cfg.enc_channels)
         self.e_c = Encoder4(3, cfg.enc_channels)
         self.e_i: SketchFeatureNet | None = None
+        if cfg.cmft_locality not in CMFT_LOCALITY:
+            raise ValueError(f"cmft_locality must be one of {CMFT_LOCALITY}, got {cfg.cmft_locality!r}")
         if cfg.use_cmft:
             self.e_s = SketchEncoder(cfg.sketch_channels, cfg.sketch_dilations)
             n_cmft = 4 if cfg.cmft3 else 3
+            e_i = cfg.e_i_channels if cfg.e_i_weights else 0
+            # q/k channels per level: ca(E_s^0[, E_I]) at 0; ca(r^{k-1}, E_s^k) at k >= 1.
+            qk = (cfg.sketch_channels[5] + e_i, c1 + cfg.sketch_channels[2],
+                  c2 + cfg.sketch_channels[1], c3 + cfg.sketch_channels[0])
             self.cmfts = nn.ModuleList(
-                CMFT(scale=cfg.cmft_scale, normalize=cfg.cmft_normalize) for _ in range(n_cmft)
+                CMFT(scale=cfg.cmft_scale, normalize=cfg.cmft_normalize, kernel=cfg.cmft_kernel,
+                     init_tau=cfg.cmft_tau_init, channels=qk[k], proj=cfg.cmft_proj,
+                     proj_init_channels=0 if k == 0 else cfg.sketch_channels[3 - k],
+                     locality_sigma=cfg.cmft_locality_sigma
+                     if k > 0 and cfg.cmft_locality != "none" else 0.0)
+                for k in range(n_cmft)
             )
             if cfg.e_i_weights:
                 self.e_i = load_sketch_net(cfg.e_i_weights) if load_pretrained else SketchFeatureNet().requires_grad_(False)
                 log.info("E_I on: sketch features from %s (frozen)", cfg.e_i_weights)
             else:
                 log.info("E_I off: no e_i_weights given (CMFT^0 matches E_s^0 features only)")
-        # RU^k input: ca(r^{k-1}, est^k, E_h^k) (RU^0: ca(est^0, E_h^0)).
-        self.ru0 = RU(2 * c0, cfg.ru_widths[0], c1, cfg.ru_blocks[0], cfg.cardinality)
-        self.ru1 = RU(3 * c1, cfg.ru_widths[1], c2, cfg.ru_blocks[1], cfg.cardinality)
-        self.ru2 = RU(3 * c2, cfg.ru_widths[2], c3, cfg.ru_blocks[2], cfg.cardinality)
-        out_in = (3 if cfg.cmft3 else 2) * c3
-        self.out = nn.Sequential(conv_act(out_in, c3), nn.Conv2d(c3, 3, 3, padding=1))
+        # RU^k input: ca(r^{k-1}, est^k, [E_c^k,] E_h^k) (RU^0: ca(est^0, [E_c^0,] E_h^0)).
+        lp = int(cfg.local_path and cfg.use_cmft)
+        self.ru0 = RU((2 + lp) * c0, cfg.ru_widths[0], c1, cfg.ru_blocks[0], cfg.cardinality)
+        self.ru1 = RU((3 + lp) * c1, cfg.ru_widths[1], c2, cfg.ru_blocks[1], cfg.cardinality)
+        self.ru2 = RU((3 + lp) * c2, cfg.ru_widths[2], c3, cfg.ru_blocks[2], cfg.cardinality)
+        out_in = (2 + int(cfg.cmft3 and cfg.use_cmft) + lp) * c3
+        self.out = nn.Sequential(conv_act(out_in, c3), nn.Conv2d(c3, 3 + cfg.extra_out_channels, 3, padding=1))
 
     @property
     def config(self) -> LCMFTNConfig:
@@ -218,12 +252,24 @@ class LCMFTN(ColorizationSystem):
         return self
 
     def forward(self, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> Tensor:
-        return self._run(s_p, c_p, s_n, want_confidence=False)[0]
+        return torch.sigmoid(self._run(s_p, c_p, s_n, want_confidence=False)[0][:, :3])
 
     def forward_with_confidence(self, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> tuple[Tensor, Tensor | None]:
-        return self._run(s_p, c_p, s_n, want_confidence=self.cfg.use_cmft)
+        z, conf = self._run(s_p, c_p, s_n, want_confidence=self.cfg.use_cmft)
+        return torch.sigmoid(z[:, :3]), conf
 
-    def _run(self, s_p: Tensor, c_p: Tensor, s_n: Tensor, want_confidence: bool) -> tuple[Tensor, Tensor | None]:
+    def logits(self, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> Tensor:
+        """Pre-sigmoid output ``[B, 3 + extra_out_channels, H, W]`` (colour logits first)."""
+        return self._run(s_p, c_p, s_n, want_confidence=False)[0]
+
+    def attention_inputs(self, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> list[tuple[int, CMFT, Tensor, Tensor, Tensor | None]]:
+        """``(level, module, query, key, centre)`` of every CMFT in one forward (diagnostics)."""
+        record: list = []
+        self._run(s_p, c_p, s_n, want_confidence=False, record=record)
+        return record
+
+    def _run(self, s_p: Tensor, c_p: Tensor, s_n: Tensor, want_confidence: bool,
+             record: list | None = None) -> tuple[Tensor, Tensor | None]:
         check_inputs(s_p, c_p, s_n, multiple_of=8)
         B, _, H, W = s_n.shape
         h = self.e_h(s_n)  # [full, 1/2, 1/4, 1/8]
@@ -232,8 +278,9 @@ class LCMFTN(ColorizationSystem):
             r = self.ru0(torch.cat([c[3], h[3]], 1))
             r = self.ru1(torch.cat([r, c[2], h[2]], 1))
             r = self.ru2(torch.cat([r, c[1], h[1]], 1))
-            return torch.sigmoid(self.out(torch.cat([r, h[0]], 1))), None
+            return self.out(torch.cat([r, h[0]], 1)), None
 
+        lp = self.cfg.local_path
         # E_s is shared: run S_n and S_p as one batch of 2B.
         sk = self.e_s(torch.cat([s_n, s_p], 0))
         sn = [f[:B] for f in sk]
@@ -243,32 +290,48 @@ class LCMFTN(ColorizationSystem):
             with torch.no_grad():
                 ei = self.e_i(torch.cat([s_n, s_p], 0)).to(q0.dtype)
             q0, k0 = torch.cat([q0, ei[:B]], 1), torch.cat([k0, ei[B:]], 1)
-        est = self.cmfts[0](q0, k0, c[3])  # eq. 6, [B, c0, H/8, W/8]
-        r = self.ru0(torch.cat([est, h[3]], 1))  # [B, c1, H/4, W/4]
-        last = (q0, k0, 0)
-        for k, ru in ((1, self.ru1), (2, self.ru2)):
+        est, match = self._cmft(0, q0, k0, c[3], None, record)  # eq. 6, [B, c0, H/8, W/8]
+        r = self.ru0(torch.cat([est, c[3], h[3]] if lp else [est, h[3]], 1))  # [B, c1, H/4, W/4]
+        last = (q0, k0, 0, None)
+        levels = [(1, self.ru1), (2, self.ru2)] + ([(3, None)] if self.cfg.cmft3 else [])
+        for k, ru in levels:
             i = 3 - k  # list index of level k
             q = torch.cat([r, sn[i]], 1)
             kk = torch.cat([c[i], sp[i]], 1)
-            est = self.cmfts[k](q, kk, c[i])  # eq. 7–8
-            r = ru(torch.cat([r, est, h[i]], 1))
-            last = (q, kk, k)
-        feats = [r, h[0]]
-        if self.cfg.cmft3:
-            q = torch.cat([r, sn[0]], 1)
-            kk = torch.cat([c[0], sp[0]], 1)
-            feats.append(self.cmfts[3](q, kk, c[0]))
-            last = (q, kk, 3)
-        out = torch.sigmoid(self.out(torch.cat(feats, 1)))
+            centre = self._centre(match, q.shape[-2:])
+            est, match = self._cmft(k, q, kk, c[i], centre, record)  # eq. 7–8
+            last = (q, kk, k, centre)
+            if ru is not None:
+                r = ru(torch.cat([r, est, c[i], h[i]] if lp else [r, est, h[i]], 1))
+        feats = [r, h[0]] + ([est] if self.cfg.cmft3 else []) + ([c[0]] if lp else [])
+        out = self.out(torch.cat(feats, 1))
         conf = self._confidence(*last, c_p, (H, W)) if want_confidence else None
         return out, conf
 
+    def _cmft(self, k: int, q: Tensor, kk: Tensor, v: Tensor, centre: Tensor | None,
+              record: list | None) -> tuple[Tensor, Tensor | None]:
+        if record is not None:
+            record.append((k, self.cmfts[k], q, kk, centre))
+        if self.cfg.cmft_locality == "coarse-to-fine":
+            return self.cmfts[k](q, kk, v, centre=centre, return_match=True)
+        return self.cmfts[k](q, kk, v, centre=centre), None
+
+    def _centre(self, match: Tensor | None, size: tuple[int, int]) -> Tensor | None:
+        """Level k's search centre: the coarser match upsampled (coarse-to-fine), else None
+        (= the query's own position when the level has a locality bias)."""
+        if match is None:
+            return None
+        # NOTE: detached — the search centre is a prior, its gradient would fight the matching.
+        return F.interpolate(match.detach().float(), size=tuple(size), mode="bilinear",
+                             align_corners=False)
+
     @torch.no_grad()
-    def _confidence(self, q: Tensor, k: Tensor, level: int, c_p: Tensor, size: tuple[int, int]) -> Tensor:
+    def _confidence(self, q: Tensor, k: Tensor, level: int, centre: Tensor | None, c_p: Tensor,
+                    size: tuple[int, int]) -> Tensor:
         rgb = F.interpolate(c_p.float(), size=k.shape[-2:], mode="area")
         # NOTE: variance is shift-invariant; centring per image avoids E[x²] − E[x]² cancellation.
         rgb = (rgb - rgb.mean(dim=(2, 3), keepdim=True)).to(q.dtype)
-        stats = self.cmfts[level](q, k, torch.cat([rgb, rgb * rgb], 1)).float()  # [B, 6, h, w]
+        stats = self.cmfts[level](q, k, torch.cat([rgb, rgb * rgb], 1), centre=centre).float()  # [B, 6, h, w]
         mean, mean_sq = stats[:, :3], stats[:, 3:]
         std = (mean_sq - mean * mean).clamp_min(0).sum(1, keepdim=True).sqrt()  # [B,1,h,w]
         conf = 1.0 - (std / CONFIDENCE_STD_SCALE).clamp(0, 1)

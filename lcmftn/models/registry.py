@@ -39,6 +39,7 @@ from lcmftn.models.baselines import (
     TCVCGenerator,
 )
 from lcmftn.models.lcmftn import LCMFTN, LCMFTNConfig
+from lcmftn.models.ours import LCMFTNOurs, OursConfig
 
 SIZES = ("tiny", "small", "paper")
 
@@ -73,6 +74,8 @@ class SystemSpec:
     sizes: config fields per preset size (``SIZES``); a preset missing here uses the defaults.
     fixed: config fields that define the system (``lcmftn-nocmft``: ``use_cmft=False``); a
         config contradicting them is rejected.
+    defaults: config fields over the size preset that make the system's default (overridable:
+        ``lcmftn-cosine`` is LCMFTN with the cosine kernel; its locality may be changed).
     pretrained_parts: the generator takes ``load_pretrained`` (LCMFTN's frozen E_I).
     multiple_of: model-resolution H and W must be multiples of this (LCMFTN: 8, three
         stride-2 levels; TCVC: 4).
@@ -91,6 +94,7 @@ class SystemSpec:
     generator_class: type
     sizes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
     pretrained_parts: bool = False
     multiple_of: int = 1
     trainable: bool = False
@@ -118,6 +122,14 @@ _SPECS = (
                loss="pix2pix", d_condition=("s_n", "s_p", "c_p"), d_lr_ratio=1.0),
     SystemSpec("tcvc", TCVCConfig, TCVCGenerator, _TCVC_SIZES, multiple_of=4, trainable=True, loss="content_style",
                d_condition=("s_n", "c_p"), d_spectral_norm=True, d_lr_ratio=0.1, blank_reference=True),
+    # issue 12: the paper's LCMFTN with a matching kernel (centred cosine, learned tau, q/k
+    # projections, coarse-to-fine locality), and the warp-first system (flow-warped reference +
+    # gated LCMFTN correction; exact where the line art is unchanged).
+    SystemSpec("lcmftn-cosine", LCMFTNConfig, LCMFTN, _LCMFTN_SIZES,
+               {"use_cmft": True},
+               {"cmft_kernel": "cosine", "cmft_proj": True, "cmft_locality": "coarse-to-fine"}, pretrained_parts=True, multiple_of=8, trainable=True, loss="ours"),
+    SystemSpec("lcmftn-ours", OursConfig, LCMFTNOurs, _LCMFTN_SIZES, pretrained_parts=True, multiple_of=8,
+               trainable=True, loss="ours"),
     SystemSpec("copy-ref", CopyRefConfig, CopyRef),
     SystemSpec("flow-warp", FlowWarpConfig, FlowWarp),
 )  # fmt: skip
@@ -144,7 +156,7 @@ def generator_config(system: str, size: str = "small") -> Any:
     """The frozen config dataclass of ``system`` at preset ``size``."""
     _check(system, size)
     sp = REGISTRY[system]
-    return sp.config_class(size=size, **sp.fixed, **sp.sizes.get(size, {}))
+    return sp.config_class(size=size, **sp.fixed, **{**sp.sizes.get(size, {}), **sp.defaults})
 
 
 def _build(system: str, cfg: Any, load_pretrained: bool = True) -> ColorizationSystem:
@@ -152,9 +164,10 @@ def _build(system: str, cfg: Any, load_pretrained: bool = True) -> ColorizationS
     for key, value in sp.fixed.items():
         if getattr(cfg, key) != value:
             raise ValueError(f"{system}: config has {key}={getattr(cfg, key)}, which is the other system")
-    if sp.pretrained_parts:
-        return sp.generator_class(cfg, load_pretrained=load_pretrained)
-    return sp.generator_class(cfg)
+    model = (sp.generator_class(cfg, load_pretrained=load_pretrained) if sp.pretrained_parts
+             else sp.generator_class(cfg))
+    model.system = system  # variants share a class (lcmftn-cosine is an LCMFTN)
+    return model
 
 
 def build_generator(system: str, size: str = "small", source: str = "overrides",
