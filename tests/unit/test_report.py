@@ -11,6 +11,7 @@ import pytest
 from lcmftn import episode
 from lcmftn import jobs as job
 from lcmftn import report as rpt
+from lcmftn.data.dataset_format import decode_color_png
 
 
 def _shot(start, end, status="done", **kw):
@@ -77,8 +78,8 @@ def test_add_evaluation_writes_truth_and_error_maps_and_resorts(tmp_path):
             {"i": 4, "psnr": 30.0, "ssim": 0.9}, {"i": 5, "psnr": 35.0, "ssim": 0.95}]
     out = rpt.add_evaluation(rep, rows, truth, store.get, store.__setitem__, {"mode": "chain"})
     assert {f"truth/{rpt.frame_name(i)}" for i in (1, 2, 4, 5)} <= set(store)
-    err2 = job.decode_png(store["error/000002.png"])
-    err1 = job.decode_png(store["error/000001.png"])
+    err2 = decode_color_png(store["error/000002.png"])
+    err1 = decode_color_png(store["error/000001.png"])
     assert err2.shape == (8, 10, 3) and err2.mean() > err1.mean() + 50  # far off = bright
     assert json.loads(store["report.json"])["evaluation"]["frames"] == 4
     assert "truth/" in store["report.html"].decode() or "error map" in store["report.html"].decode()
