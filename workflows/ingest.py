@@ -14,10 +14,18 @@ Dataset layout (read by ``lcmftn.data.dataset.load_frames`` / ``workflows.data``
 
 Design decisions:
 
-* One Ray task per film (``ray.data.from_items(films).map(ingest_film_row)``, one block per film,
-  1 CPU each): a film is decoded ONCE, streaming, at the working size; every frame goes through
-  line art, hold test and PNG encoding as it is decoded; the decoded frames also feed the shot
-  detector. Films run in parallel across the cluster; Ray retries a task whose worker died.
+* Work units on Ray Data (``ray.data.from_items(units, one block each).map(ingest_unit_row)``,
+  1 CPU each). A film up to ``--segment-frames`` (default 4800) is ONE unit: decoded once,
+  streaming, at the working size; every frame goes through line art, hold test and PNG encoding
+  as it is decoded and also feeds the shot detector. A longer local film is planned first (one
+  Ray task per film: checksum + keyframe probe by demuxing) and cut into segments starting at
+  keyframes; each segment is a unit (decode from one frame before it: the context the shot
+  features and the hold test need), and when all segments of a film are in, one assemble task
+  replays the shot detector over the stitched features and writes the shards — byte-identical
+  to the one-unit run (``lcmftn/ingest_segments.py`` documents the overlap per detector). Units
+  run in parallel across the cluster; Ray retries a task whose worker died. Ray Data fits the
+  units (independent rows, one block each); the per-film plan and assemble steps are plain Ray
+  tasks because they are a barrier per film (a Ray Data groupby would wait for ALL films).
 * ``<version>`` = ``<sha256[:12]>-<config hash[:8]>``: content-addressed, so a changed film or
   config never overwrites committed shards in place.
 * Atomicity: a task writes its shards under ``_staging/``; the DRIVER then commits the film

@@ -1,0 +1,124 @@
+"""Ingest of ONE film split into segments: frames/s with 1 vs 2 CPUs, and across 2 Ray nodes.
+
+    python -m workflows.benchmark scale-ingest                          # 480 frames, 128 px
+    python -m workflows.benchmark scale-ingest --frames 960 --size 256 --repeats 3
+
+What is measured (issue 8 part 2; target: >= 1.7x for 2 CPUs vs 1), on one generated film
+(``lcmftn.data.synthetic``, H.264 with the encoder's own keyframes: x264 puts one at each cut
+and every 250 frames), the whole job ``workflows.ingest.run_ingest`` (plan: checksum + keyframe
+probe; segments: decode, line art, holds, shot features, PNG; assemble: shot replay + shards;
+commit + manifest), frames / job wall second:
+
+* ``1cpu``: local Ray with ``num_cpus=1``, film split (``--segment-frames``).
+* ``2cpu``: local Ray with ``num_cpus=2``, film split the same way.
+* ``2cpu_unsplit``: 2 CPUs, ``segment_frames=0`` (the old one-task-per-film path, for reference).
+* ``2nodes``: ``ray.cluster_utils.Cluster``, two raylets on this machine with 1 CPU each.
+
+Each configuration gets a fresh Ray instance, one warm-up ingest (workers, imports), then
+``--repeats`` timed runs into fresh folders; the best and all runs are printed with the load
+average (a shared machine makes the figures noisy: compare the best runs, and repeat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def _timed_runs(film: str, work: Path, tag: str, size_px: int, segment_frames: int, repeats: int) -> dict:
+    from workflows import ingest
+
+    cfg = ingest.IngestConfig(size_px=size_px)
+    ingest.run_ingest([film], str(work / f"{tag}-warmup"), cfg, segment_frames=segment_frames)
+    runs = []
+    for r in range(repeats):
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        s = ingest.run_ingest([film], str(work / f"{tag}-{r}"), cfg, segment_frames=segment_frames)
+        wall = time.perf_counter() - t0
+        if s["failed"] or s["ok"] != 1:
+            raise RuntimeError(f"benchmark ingest failed: {s['failures']}")
+        runs.append({"wall_s": round(wall, 2), "fps": round(s["frames"] / wall, 1), "load1": round(load, 2)})
+        shutil.rmtree(work / f"{tag}-{r}", ignore_errors=True)
+    best = max(runs, key=lambda x: x["fps"])
+    return {"best_fps": best["fps"], "best_wall_s": best["wall_s"], "runs": runs}
+
+
+def _local(film, work, tag, cpus, args, segment_frames) -> dict:
+    import ray
+
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, configure_logging=False,
+             _temp_dir=str(work / f"ray-{tag}"))  # fmt: skip
+    try:
+        return _timed_runs(film, work, tag, args.size, segment_frames, args.repeats)
+    finally:
+        ray.shutdown()
+
+
+def _two_nodes(film, work, args) -> dict:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "_temp_dir": str(work / "ray-nodes")})  # fmt: skip
+    try:
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, configure_logging=False)
+        cluster.wait_for_nodes()
+        nodes = sum(1 for n in ray.nodes() if n["Alive"])
+        out = _timed_runs(film, work, "nodes", args.size, args.segment_frames, args.repeats)
+        return {"nodes": nodes, **out}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m workflows.benchmark scale-ingest", description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=480, help="frames of the film")
+    ap.add_argument("--size", type=int, default=128, help="film height = working size (short side), px")
+    ap.add_argument("--segment-frames", type=int, default=None, help="default: frames // 4")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--skip", nargs="*", default=[], choices=("1cpu", "2cpu", "2cpu_unsplit", "2nodes"))
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    args.segment_frames = args.segment_frames or max(1, args.frames // 4)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    from lcmftn.data.synthetic import FilmConfig, write_film
+    from lcmftn.data.video import probe_keyframes
+    from lcmftn.ingest_segments import split_ranges
+
+    work = Path(tempfile.mkdtemp(prefix="bsi", dir="/tmp"))
+    results: dict = {"config": vars(args), "cpus_on_machine": os.cpu_count()}
+    try:
+        shots = max(1, args.frames // 48)
+        film = work / "film.mp4"
+        truth = write_film(film, FilmConfig(seed=0, size=args.size, aspect=16 / 9, num_shots=shots,
+                                            shot_frames=max(2, args.frames // shots)))  # fmt: skip
+        idx = probe_keyframes(film)
+        results["film"] = {"frames": truth["frames"], "width": truth["width"], "height": truth["height"],
+                           "keyframes": len(idx.keyframes),
+                           "segments": split_ranges(idx, args.segment_frames)}  # fmt: skip
+        runs = {"1cpu": (1, args.segment_frames), "2cpu": (2, args.segment_frames), "2cpu_unsplit": (2, 0)}
+        for tag, (cpus, seg) in runs.items():
+            if tag not in args.skip:
+                results[tag] = _local(str(film), work, tag, cpus, args, seg)
+        if "2nodes" not in args.skip:
+            results["2nodes"] = _two_nodes(str(film), work, args)
+        if "1cpu" in results:
+            base = results["1cpu"]["best_fps"]
+            results["speedup_vs_1cpu"] = {t: round(results[t]["best_fps"] / base, 2)
+                                          for t in ("2cpu", "2cpu_unsplit", "2nodes") if t in results}  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
