@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def _timed_runs(film: str, work: Path, tag: str, size_px: int, segment_frames: i
         if s["failed"] or s["ok"] != 1:
             raise RuntimeError(f"benchmark ingest failed: {s['failures']}")
         runs.append({"wall_s": round(wall, 2), "fps": round(s["frames"] / wall, 1), "load1": round(load, 2)})
+        print(f"scale-ingest {tag} run {r}: {runs[-1]}", file=sys.stderr, flush=True)
         shutil.rmtree(work / f"{tag}-{r}", ignore_errors=True)
     best = max(runs, key=lambda x: x["fps"])
     return {"best_fps": best["fps"], "best_wall_s": best["wall_s"], "runs": runs}
@@ -65,7 +67,7 @@ def _two_nodes(film, work, args) -> dict:
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "_temp_dir": str(work / "ray-nodes")})  # fmt: skip
+                                                            "temp_dir": str(work / "ray-nodes")})  # fmt: skip
     try:
         cluster.add_node(num_cpus=1)
         ray.init(address=cluster.address, configure_logging=False)
