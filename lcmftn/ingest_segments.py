@@ -30,6 +30,9 @@ sides; ThresholdDetector keeps the last fade), so no finite decode overlap would
 per-segment decision exact: they are replayed once, sequentially, over the stitched features
 (microseconds per frame). Output is byte-identical to a one-segment run (tests/unit/test_ingest_segments.py).
 
+Only containers with presentation timestamps are split (``SPLITTABLE_SUFFIXES``; AVI is not:
+frames cannot be placed after a seek) and image folders; others run as one unit.
+
 NOTE: ``s3://`` films are not split yet (each segment would download the whole object; PyAV
 would need a ranged-read file object); they run as one unit like before.
 """
@@ -72,6 +75,9 @@ from lcmftn.integrations import storage
 DEFAULT_SEGMENT_FRAMES = 4800  # 200 s at 24 fps: shorter films stay one unit
 # Frames decoded before a segment: the detector features' and the hold test's context.
 CONTEXT_FRAMES = max(1, *FEATURE_CONTEXT_FRAMES.values())
+# Containers whose packets carry presentation timestamps: frames are placed by pts after a seek.
+# AVI stores none (FFmpeg guesses them; with B-frames a seek lands on the wrong frames): one unit.
+SPLITTABLE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
 SEGMENTS_DIR = "segments"  # under _staging/<film>/, next to (never inside) the staged version
 
 
@@ -106,7 +112,8 @@ def plan_film(item: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict
     segment. Never raises for a bad film (it becomes "whole": ``stage_film`` reports it)."""
     whole = [{"kind": "whole", **item}]
     source = item["source"]
-    if storage.is_s3(source) or segment_frames <= 0:
+    splittable = Path(source).is_dir() or Path(source).suffix.lower() in SPLITTABLE_SUFFIXES
+    if storage.is_s3(source) or segment_frames <= 0 or not splittable:
         return whole
     t0, c0 = time.time(), time.process_time()
     try:

@@ -82,6 +82,25 @@ def test_probe_keyframes_returns_decodable_positions(film):
         assert np.array_equal(first, allf[k]), k
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_keyframes_decodable_in_other_containers(tmp_path, suffix):
+    path = tmp_path / f"film{suffix}"
+    frames = [cv2.resize(f, (32, 32)) for f in _shot_frames()]
+    _write_gop_video(path, frames)
+    idx, allf = probe_keyframes(path), read_frames(path)
+    assert list(idx.keyframes) == list(range(0, len(frames), GOP))
+    got = list(iter_frame_range(path, 47, 74, index=idx.window(47, 74)))
+    assert all(np.array_equal(a, b) for a, b in zip(got, allf[47:74], strict=True))
+
+
+def test_avi_is_not_split(tmp_path):
+    path = tmp_path / "film.avi"  # AVI has no pts: a seek could not place the frames
+    _write_gop_video(path, [cv2.resize(f, (32, 32)) for f in _shot_frames()])
+    units = plan_film({"film": "f", "source": str(path), "prev": ""}, str(tmp_path / "o"),
+                      pafs.LocalFileSystem(), asdict(IngestConfig(size_px=32)), SEGMENT)  # fmt: skip
+    assert [u["kind"] for u in units] == ["whole"]
+
+
 @pytest.mark.parametrize("start,stop", [(0, 5), (11, 13), (23, 49), (47, 74), (72, 100), (99, 100)])
 def test_segment_decodes_exactly_its_range(film, start, stop):
     allf = read_frames(film, size_px=32)
