@@ -44,7 +44,11 @@ def _timed_runs(film: str, work: Path, tag: str, size_px: int, segment_frames: i
         wall = time.perf_counter() - t0
         if s["failed"] or s["ok"] != 1:
             raise RuntimeError(f"benchmark ingest failed: {s['failures']}")
-        runs.append({"wall_s": round(wall, 2), "fps": round(s["frames"] / wall, 1), "load1": round(load, 2)})
+        entry = next(iter(ingest.read_manifest(str(work / f"{tag}-{r}"))["films"].values()))
+        # cpu_s: plan + segments + assemble CPU seconds of the film (manifest); cpu_s / wall_s
+        # shows how many cores the job really got (on a loaded machine: far fewer than asked)
+        runs.append({"wall_s": round(wall, 2), "fps": round(s["frames"] / wall, 1), "load1": round(load, 2),
+                     "cpu_s": entry["cpu_seconds"], "cores_used": round(entry["cpu_seconds"] / wall, 2)})
         print(f"scale-ingest {tag} run {r}: {runs[-1]}", file=sys.stderr, flush=True)
         shutil.rmtree(work / f"{tag}-{r}", ignore_errors=True)
     best = max(runs, key=lambda x: x["fps"])
