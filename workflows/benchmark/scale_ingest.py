@@ -13,6 +13,9 @@ commit + manifest), frames / job wall second:
 * ``2cpu``: local Ray with ``num_cpus=2``, film split the same way.
 * ``2cpu_unsplit``: 2 CPUs, ``segment_frames=0`` (the old one-task-per-film path, for reference).
 * ``2nodes``: ``ray.cluster_utils.Cluster``, two raylets on this machine with 1 CPU each.
+* ``cpu_model`` (load-independent): the same plan / segment / assemble steps run in this
+  process, CPU seconds of each, and the critical path on 1, 2, 4 workers -> the speed-up two
+  idle cores would give (Ray scheduling apart) and the split's overhead vs ``stage_film``.
 
 Each configuration gets a fresh Ray instance, one warm-up ingest (workers, imports), then
 ``--repeats`` timed runs into fresh folders; the best and all runs are printed with the load
@@ -84,6 +87,50 @@ def _two_nodes(film, work, args) -> dict:
         cluster.shutdown()
 
 
+def _makespan(costs: list[float], workers: int) -> float:
+    """Finish time of ``costs`` run in order, each on the first free worker (Ray's FIFO)."""
+    free = [0.0] * workers
+    for c in costs:
+        free[free.index(min(free))] += c
+    return max(free)
+
+
+def _cpu_model(film: str, work: Path, args) -> dict:
+    """Load-independent figure: the same units run in THIS process, CPU seconds of each
+    (plan, segments, assemble; and the unsplit ``stage_film``), then the critical path on 1 and
+    2 workers. The speed-up it gives is what 2 idle cores would deliver, Ray overheads apart."""
+    from dataclasses import asdict
+
+    import pyarrow.fs as pafs
+
+    from lcmftn.ingest import IngestConfig, stage_film
+    from lcmftn.ingest_segments import assemble_film, plan_film, stage_segment
+
+    fs, cfg = pafs.LocalFileSystem(), asdict(IngestConfig(size_px=args.size))
+    item = {"film": "film", "source": film, "prev": ""}
+    c0 = time.process_time()
+    stage_film(item, str(work / "cpu-unsplit"), fs, None, cfg)
+    unsplit = time.process_time() - c0
+    out, c0 = str(work / "cpu-split"), time.process_time()
+    units = plan_film(item, out, fs, cfg, args.segment_frames)
+    plan, seg_cpu, results = time.process_time() - c0, [], []
+    for u in units:
+        c0 = time.process_time()
+        results.append(stage_segment(u, out, fs, cfg))
+        seg_cpu.append(time.process_time() - c0)
+    c0 = time.process_time()
+    entry = assemble_film(units[0], results, out, fs, cfg)
+    assemble = time.process_time() - c0
+    if entry["status"] != "ok":
+        raise RuntimeError(f"benchmark ingest failed: {entry['reason']}")
+    path = {k: plan + _makespan(seg_cpu, k) + assemble for k in (1, 2, 4)}
+    return {"unsplit_cpu_s": round(unsplit, 2), "plan_cpu_s": round(plan, 2),
+            "segment_cpu_s": [round(c, 2) for c in seg_cpu], "assemble_cpu_s": round(assemble, 2),
+            "split_overhead": round(path[1] / unsplit - 1, 3),
+            "speedup_2_vs_1": round(path[1] / path[2], 2), "speedup_4_vs_1": round(path[1] / path[4], 2),
+            "speedup_2_vs_unsplit": round(unsplit / path[2], 2)}  # fmt: skip
+
+
 def _guarded(fn, *args) -> dict:
     """One configuration; a failure (e.g. a raylet that cannot start on an overloaded machine) is
     recorded and printed, the other configurations still run."""
@@ -100,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=128, help="film height = working size (short side), px")
     ap.add_argument("--segment-frames", type=int, default=None, help="default: frames // 4")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--skip", nargs="*", default=[], choices=("1cpu", "2cpu", "2cpu_unsplit", "2nodes"))
+    ap.add_argument("--skip", nargs="*", default=[], choices=("cpu_model", "1cpu", "2cpu", "2cpu_unsplit", "2nodes"))
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     args.segment_frames = args.segment_frames or max(1, args.frames // 4)
@@ -122,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         results["film"] = {"frames": truth["frames"], "width": truth["width"], "height": truth["height"],
                            "keyframes": len(idx.keyframes),
                            "segments": split_ranges(idx, args.segment_frames)}  # fmt: skip
+        if "cpu_model" not in args.skip:
+            results["cpu_model"] = _guarded(_cpu_model, str(film), work, args)
         runs = {"1cpu": (1, args.segment_frames), "2cpu": (2, args.segment_frames), "2cpu_unsplit": (2, 0)}
         for tag, (cpus, seg) in runs.items():
             if tag not in args.skip:
