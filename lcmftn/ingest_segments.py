@@ -12,7 +12,7 @@ cluster size. Here:
 2. :func:`stage_segment` (one task per segment): decodes ``[start - CONTEXT_FRAMES, stop)``
    (seek to the last keyframe before the context frame, frames placed by pts), computes per
    frame the line art, hold flag, both PNGs and the shot detector's FEATURE
-   (:class:`lcmftn.data.shots.FrameScorer`); PNGs go to ``_staging/<film>/segments/``, holds and
+   (:class:`lcmftn.data.shots.FrameScorer`); PNGs go to ``_staging/<film>/segments/`` (Arrow IPC scratch), holds and
    features come back to the driver (a float or a small array per frame).
 3. :func:`assemble_film` (one task per film, when all its segments are in): replays the
    detector's decisions over the film's stitched features
@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from lcmftn.data.dataset_format import (
     FRAMES_DIR,
@@ -149,7 +148,21 @@ def plan_film(item: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict
 
 
 def segment_path(out_root: str, film: str, seg: int) -> str:
-    return f"{out_root}/{STAGING_DIR}/{film}/{SEGMENTS_DIR}/seg-{seg:05d}.parquet"
+    return f"{out_root}/{STAGING_DIR}/{film}/{SEGMENTS_DIR}/seg-{seg:05d}.arrow"
+
+
+def _write_segment_pngs(fs: pafs.FileSystem, path: str, color: list[bytes], line: list[bytes]) -> None:
+    """A segment's PNG columns as an Arrow IPC file: scratch under ``_staging`` (never a
+    dataset shard; those are written by ``dataset_format.write_shards`` in the assemble step)."""
+    table = pa.table({"color_png": pa.array(color, pa.binary()), "lineart_png": pa.array(line, pa.binary())})
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_segment_pngs(fs: pafs.FileSystem, path: str) -> pa.Table:
+    with fs.open_input_file(path) as src:
+        return pa.ipc.open_file(src).read_all()
 
 
 def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict) -> dict:
@@ -182,10 +195,7 @@ def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: 
             line.append(encode_png(la, PNG_FAST_LINEART))
         if len(color) != stop - start:
             raise FilmError(f"{unit['source']}: segment {unit['seg']} decoded {len(color)} of {stop - start} frames")
-        path = segment_path(out_root, unit["film"], unit["seg"])
-        fs_out.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        pq.write_table(pa.table({"color_png": pa.array(color, pa.binary()), "lineart_png": pa.array(line, pa.binary())}),
-                       path, filesystem=fs_out, compression="none")  # fmt: skip
+        _write_segment_pngs(fs_out, segment_path(out_root, unit["film"], unit["seg"]), color, line)
     except Exception as exc:  # noqa: BLE001 - recorded as the film's reason
         reason = str(exc) if isinstance(exc, FilmError | ValueError | OSError) else repr(exc)
         return {"seg": unit["seg"], "error": reason if unit["source"] in reason else f"{unit['source']}: {reason}"}
@@ -219,7 +229,7 @@ def assemble_film(unit: dict, results: list[dict], out_root: str, fs_out: pafs.F
         for k, (s, e) in enumerate(shots):
             shot_of[s:e] = k
             hold_arr[s] = False
-        parts = [pq.read_table(segment_path(out_root, film, r["seg"]), filesystem=fs_out) for r in results]
+        parts = [_read_segment_pngs(fs_out, segment_path(out_root, film, r["seg"])) for r in results]
         color = [b for t in parts for b in t.column("color_png").to_pylist()]
         line = [b for t in parts for b in t.column("lineart_png").to_pylist()]
         del parts
