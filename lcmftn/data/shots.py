@@ -176,6 +176,10 @@ def detect_shots(
 # replayed once over the stitched features of the whole film, by the real detector object whose
 # feature method is replaced by a lookup. Cuts are then exactly those of a one-pass run.
 #
+# NOTE: this reaches into scenedetect 0.7.2's detectors (``_calculate_frame_score``, ``hash_frame``,
+# ``calculate_histogram``, ``_size``/``_factor``/``_bins``); tests/unit/test_ingest_segments.py
+# compares the replay with ``detect_shots`` for every detector, so an upgrade that changes them
+# fails there, not silently.
 # name -> frames of context a feature needs before the frame it describes.
 FEATURE_CONTEXT_FRAMES: dict[str, int] = {
     "content": 1,     # content_val = mean |HSV(frame) - HSV(previous frame)|
