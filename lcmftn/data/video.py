@@ -372,3 +372,121 @@ def _container_format(path: Path) -> str:
             f"H.264; use one of {', '.join(WRITE_EXTENSIONS)}"
         )
     return fmt
+
+
+# ---------------------------------------------------------------------------------------------
+# Keyframes and frame ranges (split decoding: workflows.ingest runs segments of a film in parallel)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Where the frames of a film are, found by demuxing only (no decoding).
+
+    frames: number of frames; pts: presentation timestamp of frame ``offset + j`` at ``j``
+    (stream time base), ascending (image folders: ``()``); keyframes: indices of the frames a
+    decoder can start at (a keyframe packet; image folders: every frame); offset: first frame
+    ``pts`` covers (0, or the keyframe of a :meth:`window`). Frame ``i`` is frame ``i`` of
+    :func:`iter_frames`.
+    """
+
+    frames: int
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    offset: int = 0
+
+    def keyframe_at_or_before(self, frame: int) -> int:
+        """The last keyframe ``<= frame`` (0 when none: decode from the start)."""
+        return max((k for k in self.keyframes if k <= frame), default=0)
+
+    def window(self, start: int, stop: int) -> FrameIndex:
+        """What :func:`iter_frame_range` needs for ``[start, stop)`` only (small enough to ship
+        to a worker with the segment)."""
+        key = self.keyframe_at_or_before(start)
+        if not self.pts:
+            return FrameIndex(self.frames, (), (key,))
+        pts = self.pts[key - self.offset : stop - self.offset]
+        return FrameIndex(self.frames, pts, (key,), key)
+
+
+def probe_keyframes(path: str | os.PathLike) -> FrameIndex:
+    """The :class:`FrameIndex` of a video (demux packets, read ``packet.is_keyframe`` and pts;
+    cheap: no frame is decoded) or image folder. VideoReadError when a packet has no pts or two
+    share one (the frames could not be located for seeking)."""
+    path = Path(path)
+    _check_file(path)
+    if path.is_dir():
+        n = len(list_image_files(path))
+        if not n:
+            raise VideoReadError(path, "image folder holds no images")
+        return FrameIndex(n, (), tuple(range(n)))
+    container, stream = _open_container(path)
+    packets: list[tuple[int, bool]] = []
+    try:
+        for pkt in container.demux(stream):
+            if pkt.size <= 0:
+                continue  # the flush packet
+            if pkt.pts is None:
+                raise VideoReadError(path, f"packet {len(packets)} has no timestamp; cannot split")
+            packets.append((int(pkt.pts), bool(pkt.is_keyframe)))
+    except av.error.FFmpegError as err:
+        raise VideoReadError(path, f"demux failed ({err})") from err
+    finally:
+        container.close()
+    packets.sort()
+    pts = tuple(p for p, _ in packets)
+    if not pts:
+        raise VideoReadError(path, "video stream holds no frames")
+    if len(set(pts)) != len(pts):
+        raise VideoReadError(path, "two packets share a timestamp; cannot split")
+    return FrameIndex(len(pts), pts, tuple(i for i, (_, key) in enumerate(packets) if key))
+
+
+def iter_frame_range(path: str | os.PathLike, start: int, stop: int, size_px: int | None = None,
+                     crop: str = "none", index: FrameIndex | None = None) -> Iterator[np.ndarray]:
+    """Frames ``start .. stop-1`` of :func:`iter_frames` (the same arrays), decoding from the
+    last keyframe at or before ``start`` (``index``: :func:`probe_keyframes`, probed when None).
+
+    Decoded frames are placed by their pts, so frames before ``start`` (the rest of the GOP,
+    open-GOP leading pictures) are dropped; a frame missing from the range raises
+    :class:`VideoReadError` naming the file and the frame."""
+    if crop not in CROP_POLICIES:
+        raise ValueError(f"crop must be one of {CROP_POLICIES}, got {crop!r}")
+    path = Path(path)
+    index = index or probe_keyframes(path)
+    if not 0 <= start < stop <= index.frames:
+        raise ValueError(f"{path}: frame range [{start}, {stop}) outside [0, {index.frames})")
+    if path.is_dir():
+        frames: Iterable[np.ndarray] = (to_rgb(read_image(f)) for f in list_image_files(path)[start:stop])
+    else:
+        frames = _iter_video_range(path, start, stop, index)
+    for img in frames:
+        yield resize_image(np.ascontiguousarray(img), size_px, crop)
+
+
+def _iter_video_range(path: Path, start: int, stop: int, index: FrameIndex) -> Iterator[np.ndarray]:
+    key = index.keyframe_at_or_before(start)
+    frame_of = {p: index.offset + j for j, p in enumerate(index.pts)}
+    container, stream = _open_container(path)
+    stream.thread_type = "AUTO"
+    want = start
+    try:
+        try:
+            if key > 0:
+                container.seek(index.pts[key - index.offset], stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                i = frame_of.get(frame.pts)
+                if i is None or i < want:
+                    continue  # before the range (or a picture of the previous GOP)
+                if i != want:
+                    raise VideoReadError(path, f"frame {want} missing after seeking to keyframe {key} "
+                                               f"(decoder gave frame {i}); not decodable from there")
+                yield frame.to_ndarray(format="rgb24")
+                want += 1
+                if want == stop:
+                    return
+        except av.error.FFmpegError as err:
+            raise VideoReadError(path, f"decode failed at frame {want} ({err})") from err
+    finally:
+        container.close()
+    raise VideoReadError(path, f"truncated: frames {want}..{stop - 1} could not be decoded")
