@@ -150,6 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for system in systems:
             base = VARIANTS.get(system, (system, []))[0]
             for seed in seeds:
+                if not registry.is_trainable(base) and per_seed[system]:
+                    # deterministic, untrained: every seed's figures are the first seed's (std 0)
+                    per_seed[system].append(per_seed[system][0])
+                    continue
                 model, facts, cfg = _model_for(args, system, seed, split, device, Path(tmp))
                 proto = harness.score_protocol(model, clips, device)
                 entry = {"protocol": proto, "pooled": tab.pooled_per_stride(proto), "train": facts,
@@ -186,11 +190,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _write(out / "psnr_vs_interval.png", tab.plot_psnr_vs_interval(agg, strides))
     if modes and whole:
         _write(out / "drift.png", tab.plot_drift(agg, modes[0]))
-    import cv2
+    from lcmftn.data.dataset_format import encode_color_png
 
-    sheet = tab.contact_sheet(sheet_rows)
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(sheet[..., ::-1]))
-    _write(out / "contact_sheet.png", png.tobytes())
+    _write(out / "contact_sheet.png", encode_color_png(np.ascontiguousarray(tab.contact_sheet(sheet_rows))))
     return result
 
 

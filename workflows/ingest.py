@@ -47,9 +47,11 @@ from dataclasses import asdict
 import lcmftn
 from lcmftn.data.dataset_format import (  # noqa: F401
     MANIFEST_VERSION,
+    SPLITS,
     STAGING_DIR,
     collect_garbage,
     commit_film,
+    tag_film_entry,
     write_manifest,
 )
 from lcmftn.data.lineart import LINEART_METHODS, LineArtConfig
@@ -77,8 +79,12 @@ def ingest_film_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> 
 # ---------------------------------------------------------------------------------------------
 # The job
 # ---------------------------------------------------------------------------------------------
-def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int = 2) -> dict:
-    """Ingest ``films`` (URIs/globs) into ``out``; returns the summary dict."""
+def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int = 2,
+               split: str | None = None, cast: list[str] | None = None) -> dict:
+    """Ingest ``films`` (URIs/globs) into ``out``; returns the summary dict. ``split`` /
+    ``cast`` tag every film's manifest entry (``tag_film_entry``; None keeps earlier tags)."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
     import ray  # 1. Ray is glue only: imported here, the per-film work is plain Python
 
     from workflows.common import ensure_ray
@@ -119,6 +125,7 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
                 elif entry.pop("skipped", False):
                     skipped.append(film)
                 prev = manifest["films"].get(film, {})
+                tag_film_entry(entry, split, cast, prev)
                 if entry["status"] != "ok" and (prev.get("status") == "ok" or "last_ok" in prev):
                     # keep what was committed before: shards stay on storage, restorable
                     entry["last_ok"] = prev if prev.get("status") == "ok" else prev["last_ok"]
@@ -154,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-shot-frames", type=int, default=None)
     ap.add_argument("--rows-per-shard", type=int, default=512)
     ap.add_argument("--max-retries", type=int, default=2, help="retries of a film task whose worker died")
+    ap.add_argument("--split", choices=SPLITS, default=None,
+                    help="tag these films train|test in the manifest (film-level split; default: keep)")
+    ap.add_argument("--cast", default=None, help="comma-separated cast ids of these films (manifest tag)")
     cli_args.add_verbose(ap)
     return ap  # fmt: skip
 
@@ -192,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with held:
-            summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries)
+            summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries, split=args.split,
+                                 cast=[c.strip() for c in args.cast.split(",") if c.strip()] if args.cast else None)
     except storage.StorageError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2
