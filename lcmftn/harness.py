@@ -228,7 +228,8 @@ def _tensor(imgs: Sequence[np.ndarray]) -> torch.Tensor:
 def score_whole_shots(model: Any, shots: Sequence[ShotClip], modes: Sequence[str], image_size_px: int,
                       multiple_of: int, device: str = "cpu", max_frames: int = 0) -> dict[str, dict]:
     """Colour each shot from its first frame alone (``colorize_shot``) in every mode; per mode:
-    mean PSNR/SSIM, ``per_offset`` PSNR (drift over the shot) and flicker vs the truth."""
+    mean PSNR/SSIM, ``per_offset`` PSNR (drift over the shot) and flicker vs the truth (over
+    every frame). Frames still showing the keyframe's drawing (holds) are not scored."""
     from lcmftn.colorize import ColorizeConfig, colorize_shot
 
     out: dict[str, dict] = {}
@@ -241,11 +242,16 @@ def score_whole_shots(model: Any, shots: Sequence[ShotClip], modes: Sequence[str
             truth = [shot.color(i) for i in range(n)]
             frames, _, _ = colorize_shot(model, [shot.lineart(i) for i in range(n)], {0: truth[0]}, cfg,
                                          shot.holds[:n], device=device)
-            pred, true = _tensor(frames[1:]), _tensor(truth[1:])
+            # frames still showing the keyframe's drawing are exact copies (100 dB cap): not
+            # scored, as the protocol drops targets unchanged from the reference
+            scored = [i for i in range(1, n) if not shot.unchanged(0, i)]
+            if not scored:
+                continue
+            pred, true = _tensor([frames[i] for i in scored]), _tensor([truth[i] for i in scored])
             p = metrics.psnr(pred, true).tolist()
             psnrs += p
             ssims += metrics.ssim(pred, true).tolist()
-            for off, v in enumerate(p, start=1):
+            for off, v in zip(scored, p, strict=True):
                 per_offset.setdefault(off, []).append(v)
             flick.append(metrics.flicker(_tensor(frames), _tensor(truth)))
         out[mode] = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
