@@ -56,9 +56,11 @@ from dataclasses import asdict
 import lcmftn
 from lcmftn.data.dataset_format import (  # noqa: F401
     MANIFEST_VERSION,
+    SPLITS,
     STAGING_DIR,
     collect_garbage,
     commit_film,
+    tag_film_entry,
     write_manifest,
 )
 from lcmftn.data.lineart import LINEART_METHODS, LineArtConfig
@@ -111,9 +113,13 @@ def _plan_units(ray, items: list[dict], root: str, fs_out, cfg_dict: dict, segme
 # The job
 # ---------------------------------------------------------------------------------------------
 def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int = 2,
-               segment_frames: int = DEFAULT_SEGMENT_FRAMES) -> dict:  # fmt: skip
+               segment_frames: int = DEFAULT_SEGMENT_FRAMES, split: str | None = None,
+               cast: list[str] | None = None) -> dict:  # fmt: skip
     """Ingest ``films`` (URIs/globs) into ``out``; returns the summary dict. A local film longer
-    than ``segment_frames`` is split into segments processed in parallel (0 = never split)."""
+    than ``segment_frames`` is split into segments processed in parallel (0 = never split).
+    ``split`` / ``cast`` tag every film's manifest entry (``tag_film_entry``; None keeps earlier tags)."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
     import ray  # 1. Ray is glue only: imported here, the per-film work is plain Python
 
     from workflows.common import ensure_ray
@@ -167,6 +173,7 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
                 elif entry.pop("skipped", False):
                     skipped.append(film)
                 prev = manifest["films"].get(film, {})
+                tag_film_entry(entry, split, cast, prev)
                 if entry["status"] != "ok" and (prev.get("status") == "ok" or "last_ok" in prev):
                     # keep what was committed before: shards stay on storage, restorable
                     entry["last_ok"] = prev if prev.get("status") == "ok" else prev["last_ok"]
@@ -205,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="split a local film longer than this into segments of about this many frames "
                          "(cut at keyframes) processed in parallel; 0 = one task per film")
     ap.add_argument("--max-retries", type=int, default=2, help="retries of a film task whose worker died")
+    ap.add_argument("--split", choices=SPLITS, default=None,
+                    help="tag these films train|test in the manifest (film-level split; default: keep)")
+    ap.add_argument("--cast", default=None, help="comma-separated cast ids of these films (manifest tag)")
     cli_args.add_verbose(ap)
     return ap  # fmt: skip
 
@@ -244,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with held:
             summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries,
-                                 segment_frames=args.segment_frames)
+                                 segment_frames=args.segment_frames, split=args.split,
+                                 cast=[c.strip() for c in args.cast.split(",") if c.strip()] if args.cast else None)
     except storage.StorageError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2

@@ -48,6 +48,25 @@ FRAME_SCHEMA = pa.schema(
 )
 
 
+SPLITS = ("train", "test")
+"""Values of a manifest film entry's optional ``split`` (film-level split, DESIGN §6): set by
+``ingest --split``; ``cast`` (optional list of str) names the film's characters, so a split can
+be checked for shared casts (``lcmftn.harness.split_from_manifest``)."""
+
+
+def tag_film_entry(entry: dict, split: str | None, cast: Sequence[str] | None, prev: dict | None = None) -> dict:
+    """Set ``split`` / ``cast`` on a manifest film entry (``None`` keeps ``prev``'s); returns it.
+    ``ValueError`` for a split other than :data:`SPLITS`."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    for key, value in (("split", split), ("cast", list(cast) if cast is not None else None)):
+        if value is not None:
+            entry[key] = value
+        elif prev and key in prev:
+            entry[key] = prev[key]
+    return entry
+
+
 def shot_id_for(film: str, shot: int) -> str:
     return f"{film}/{shot:04d}"
 
