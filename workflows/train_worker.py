@@ -159,7 +159,8 @@ def prepare_data(config: dict[str, Any], cfg: TrainConfig, world: int) -> TrainD
     scan = scan_shots(uri, filesystem=fs)
     train, val_meta = split_shots(scan.shots, cfg.val.val_fraction, seed=cfg.seed)
     index = build_pair_index(train, cfg.window, frames_per_block_for(train.num_frames, world, want))
-    val = load_frames(uri, filesystem=fs, shot_ids=[s.shot_id for s in val_meta])
+    val = (load_frames(uri, filesystem=fs, shot_ids=[s.shot_id for s in val_meta]) if val_meta
+           else ShotFrames([]))
     return TrainData(path, index, val, len(train), scan=scan)
 
 
