@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -188,8 +189,6 @@ def read_blocks(batch: dict[str, Any], fs, image_size_px: int, augment: bool, se
                                augment, seed, epoch)
         for k, v in out.items():
             cols.setdefault(k, []).append(v)
-    import numpy as np
-
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
@@ -281,11 +280,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             training.load_training_checkpoint(state, d)
-    start_epoch = state.epoch
+    start_epoch, start_step = state.epoch, state.step
     tracker = RankZeroTracker(config, rank)
     tracker.every = cfg.log_every_steps
     if rank == 0:
-        what = f"resumed at epoch {start_epoch}" if checkpoint is not None else "started"
+        what = (f"resumed at epoch {start_epoch} step {start_step} ({state.epoch_step} into the "
+                f"epoch)" if checkpoint is not None else "started")
         _say(f"[train] {what}: {len(data.index)} training pairs from {data.num_train_shots} "
              f"shots ({data.path} path, {len(data.index.blocks)} blocks), "
              f"{len(clips)} validation sequences from {len(val_shots)} shots, "
@@ -313,6 +313,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         losses = {k: sum(p[2][k] for p in parts) / len(parts) for k in parts[0][2]}
         metrics: dict[str, Any] = {
             "epoch": state.epoch, "step": state.step, "start_epoch": start_epoch,
+            "start_step": start_step,
             "samples_per_s": samples / seconds if seconds > 0 else 0.0,
             "samples_per_s_per_worker": samples / seconds / world if seconds > 0 else 0.0,
             "torch_threads": torch.get_num_threads(),
@@ -331,7 +332,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             tracker.log_metrics({("epoch/" + k if not k.startswith("val/") else k): v
                                  for k, v in row.items()
-                                 if k not in ("epoch", "step", "start_epoch")}, state.step)
+                                 if k not in ("epoch", "step", "start_epoch", "start_step")},
+                                state.step)
             _say("[train] " + training.format_epoch_line(row, cfg.epochs))
         # 4. Report (a barrier on every rank); rank 0 attaches the checkpoint.
         _report(state, metrics, rank, config)
