@@ -165,3 +165,19 @@ def test_mid_epoch_resume_replays_the_uninterrupted_run(tiny, tmp_path):
     for a, b in zip(full_state.bare_generator.parameters(), resumed.bare_generator.parameters(),
                     strict=True):
         assert torch.equal(a, b)
+
+
+def test_budget_switch_on_the_command_line(tiny, tmp_path):
+    from workflows import train
+
+    base = ["--data", str(tiny), "--recipe", "smoke", "--storage", str(tmp_path / "runs"),
+            "--set", "window.width_frames=6"]
+    assert train.plan(base).data_path == "memory"  # ~60 KB of shards, budget 2048 MiB
+    spec = train.plan([*base, "--data-memory-budget-mb", "0.01", "--checkpoint-every-steps", "2"])
+    assert spec.data_path == "stream" and spec.counts["data_bytes"] > 0.01 * 2**20
+    config = train.loop_config(spec, None, None)
+    assert (config["data_path"], config["checkpoint_every_steps"]) == ("stream", 2)
+    assert train.run_params(spec)["data.path"] == "stream"
+    assert train.plan([*base, "--data-path", "stream"]).data_path == "stream"
+    with pytest.raises(BadInput, match="frames-per-block"):
+        train.plan([*base, "--frames-per-block", "-1"])
