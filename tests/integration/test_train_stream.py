@@ -60,6 +60,7 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # ~1-2 min on an idle 2-core machine; 9 min at load average 40
 def test_stream_mid_epoch_resume_through_ray_train(ray_local, mlflow_tracking, dataset, capsys,
                                                    tmp_path):
     """2 workers on the stream path, checkpoints every 2 steps; rank 1 is killed after 5 steps
@@ -90,6 +91,7 @@ def test_stream_mid_epoch_resume_through_ray_train(ray_local, mlflow_tracking, d
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_worker_peak_rss_stays_flat_on_the_stream_path(tmp_path):
     """Peak RSS of a worker process (subprocess) at 1x vs 8x the frames: flat (<= 1.2x) when
     streaming; the in-memory path, measured the same way, grows (the guard can fail)."""
