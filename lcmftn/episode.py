@@ -11,6 +11,14 @@ Used by ``workflows.colorize`` (DESIGN §2 "colorize") and its benchmarks:
   is resized (same aspect, warning) or rejected, every problem naming the file.
 * :func:`load_shots`: ``--shots`` JSON or shot detection; contiguous ``[start, end)`` ranges.
 * :func:`episode_from_color`: evaluation input, line art synthesised from a colour episode.
+
+Streaming (the colorize job; no process holds the episode):
+
+* :func:`open_source`: a :class:`LineartSource` from metadata only (probe / folder listing).
+* :func:`scan_lineart`: the driver's one pass (one frame in memory): per-frame digests,
+  unreadable frames, the detected shots.
+* :class:`ShotFrames`: a worker's windowed random access to a shot's frames (PyAV seek by frame
+  range, :func:`lcmftn.data.video.iter_video_range`), checked against the planned digests.
 """
 
 from __future__ import annotations

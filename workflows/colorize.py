@@ -9,22 +9,23 @@
 Pipeline (DESIGN §2 "colorize"). This module is the Ray glue only: the per-shot logic is
 :mod:`lcmftn.colorize`, the inputs :mod:`lcmftn.episode`, planning / fingerprints / the worker /
 the output folder :mod:`lcmftn.jobs`, evaluation scoring :mod:`lcmftn.evaluation`.
-1. The driver reads the line art (video or image folder, local or s3://; any convention,
-   :func:`normalize_lineart`), the keyframes (images named by frame index), the shot list
-   (:func:`detect_shots` on the line art, or ``--shots``) and the model (``models:/``, ``runs:/``,
-   s3:// or a checkpoint dir via :func:`resolve_model_uri`).
-2. Each shot becomes a job (its line art, its keyframes, a fingerprint of everything that
-   decides its pixels). Shots whose completion marker ``OUT/shots/<id>.json`` carries the same
-   fingerprint are done already (resume) and are not coloured again.
+1. The driver plans from metadata (PyAV probe / folder listing), the keyframes, the model
+   (``models:/``, ``runs:/``, s3:// or a checkpoint dir via :func:`resolve_model_uri`) and one
+   streaming scan of the line art (:func:`scan_lineart`: a digest per frame, unreadable frames,
+   the shot list by :func:`detect_shots` unless ``--shots``); it never holds the frames.
+2. Each shot becomes a job (its range, its keyframes, a fingerprint of everything that decides
+   its pixels: model, settings, its frames' digests, its keys). Shots whose completion marker
+   ``OUT/shots/<id>.json`` carries the same fingerprint are done already (resume).
 3. Pending shots are spread over ``ShotPredictor`` Ray actors (model loaded once per actor).
-   Each actor colours its shots in lockstep (:class:`LockstepScheduler`: one model call holds
-   one frame from each of B shots) and *streams* every finished shot back (a Ray generator).
-4. The driver writes a shot's frames (``OUT/frames/000123.png``, tmp + rename), its
-   low-confidence maps (``OUT/confidence/``), then its marker (manifest-last). A crash loses at
-   most the shots in flight; a rerun produces byte-identical frames (batches are padded to B,
-   so results do not depend on which shots share a batch).
-5. At the end: ``OUT/episode.mp4`` (H.264; frames of shots left out show their line art so the
-   timing stays right) and ``OUT/report.json`` + ``OUT/report.html`` (:mod:`lcmftn.report`).
+   Each actor reads its shots' frames from the source (PyAV seek by frame range, a window of
+   frames in memory), colours them in lockstep (:class:`LockstepScheduler`) and writes the
+   frames (``OUT/frames/000123.png``, tmp + rename), confidence maps and review line art itself;
+   its Ray generator streams back a small record per finished shot.
+4. The driver writes each finished shot's marker (manifest-last). A crash loses at most the
+   shots in flight; a rerun produces byte-identical frames (batches are padded to B).
+5. At the end: ``OUT/episode.mp4`` by one streaming Ray task (:func:`encode_episode`: frames
+   read back in order; shots left out show their line art) and ``OUT/report.json`` +
+   ``OUT/report.html`` (:mod:`lcmftn.report`). ``--local`` runs the same code in-process.
 
 Bad input never stops the other shots: a shot without keyframe is reported (or coloured from the
 nearest shot's keyframe with ``--borrow-keyframes``); a keyframe whose size differs is resized
