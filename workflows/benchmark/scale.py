@@ -140,7 +140,10 @@ def bench_colorize(args: argparse.Namespace) -> dict:
             out = Path(tmp) / f"out{n}"
             rc, peaks, wall = run_sampled(colorize_cmd(ep, out, args.size, args.ray), env)
             rep = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+            scan_s, encode_s = serial_costs(ep, out)
             row = {"frames": n, "rc": rc, "wall_s": round(wall, 1), "generate_s": round(gen_s, 1),
+                   "colour_loop_s": rep.get("run", {}).get("wall_s"), "scan_s": round(scan_s, 1),
+                   "encode_s": round(encode_s, 1),
                    "frames_per_s": round(n / wall, 2), "copied": rep.get("totals", {}).get("copied"),
                    "video_frames": rep.get("video_frames"),
                    **{f"{k}_peak_mb": max(v) for k, v in peaks.items()}, "processes": {k: len(v) for k, v in peaks.items()}}
@@ -161,17 +164,35 @@ def bench_colorize(args: argparse.Namespace) -> dict:
     return result
 
 
+def serial_costs(ep: dict, out: Path) -> tuple[float, float]:
+    """Seconds of the two serial passes, measured again in this process on the same episode:
+    the driver's scan (:func:`lcmftn.episode.scan_lineart`, with shot detection) and the
+    streaming encode of ``OUT/episode.mp4`` (:func:`lcmftn.jobs.encode_episode`)."""
+    from lcmftn.episode import open_source, scan_lineart
+    from lcmftn.jobs import encode_episode, shot_id
+
+    src = open_source(str(ep["root"] / "lineart.mp4"), ep["root"] / "lineart.mp4")
+    t0 = time.perf_counter()
+    scan_lineart(src, detect=True)
+    t1 = time.perf_counter()
+    encode_episode(src, str(out), ep["shots"], {shot_id(a, b) for a, b in ep["shots"]})
+    return t1 - t0, time.perf_counter() - t1
+
+
 def project(row: dict, args: argparse.Namespace) -> dict:
-    """Projected wall time of a ``--project-minutes`` episode from the measured per-frame cost
-    (this run's wall over its frames, per actor), on N nodes of ``--project-actors-per-node``
-    actors, plus the serial parts (driver scan, encode) scaled by frame count."""
+    """Projected wall time of a ``--project-minutes`` episode on N nodes of
+    ``--project-actors-per-node`` actors from the measured per-frame costs: colouring (the colour
+    loop's wall x actors / frames, parallel over actors), plus the serial driver scan and encode
+    (per frame, not parallel). Ray start-up and model loading (seconds) are left out."""
     n = row["frames"]
     actors = max(1, row["processes"].get("actor", 1))
-    per_frame_actor_s = row["wall_s"] * actors / n  # upper bound: includes scan + encode
+    colour = (row["colour_loop_s"] or row["wall_s"]) * actors / n
+    serial = (row["scan_s"] + row["encode_s"]) / n
     total = int(args.project_minutes * 60 * 24)
-    out = {"frames": total, "measured_frames": n, "per_frame_actor_s": round(per_frame_actor_s, 4)}
+    out = {"frames": total, "measured_frames": n, "colour_s_per_frame_per_actor": round(colour, 4),
+           "scan_s_per_frame": round(row["scan_s"] / n, 4), "encode_s_per_frame": round(row["encode_s"] / n, 4)}
     for nodes in args.project_nodes:
-        out[f"{nodes}_nodes_h"] = round(total * per_frame_actor_s / (nodes * args.project_actors_per_node) / 3600, 2)
+        out[f"{nodes}_nodes_h"] = round(total * (colour / (nodes * args.project_actors_per_node) + serial) / 3600, 2)
     print(f"projection for {args.project_minutes} min ({total} frames): {out}")
     return out
 
