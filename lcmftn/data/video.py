@@ -417,23 +417,31 @@ def iter_video_range(path: str | os.PathLike, start: int, end: int,
             first_pts = _first_pts(container, stream)
         want = start
         # NOTE: seek to half a frame before the frame's timestamp so rounding never lands past it;
-        # backward=True picks the keyframe at or before that timestamp.
-        target = first_pts + int((start - 0.5) / fps / float(stream.time_base))
-        container.seek(max(target, first_pts if start else 0), stream=stream, backward=True, any_frame=False)
-        try:
-            for frame in container.decode(stream):
-                idx = _frame_index(frame, stream, first_pts, fps)
-                if idx < want:
-                    continue
-                if idx > want:  # the seek landed after the frame, or a frame is missing
-                    raise VideoReadError(path, f"frame {want} not found by seeking (got frame {idx})")
-                yield frame.to_ndarray(format="rgb24")
-                want += 1
-                if want >= end:
-                    return
-        except av.error.FFmpegError as err:
-            raise VideoReadError(path, f"decode failed at frame {want} ({err})") from err
-        raise VideoReadError(path, f"truncated: frame {want} of range {start}..{end - 1} is missing")
+        # backward=True picks the keyframe at or before that timestamp. Should the decoder still
+        # start after the frame (open GOPs), seek again 2 s earlier, then to the start.
+        for back in (0.5, 2 * fps + 0.5, None):
+            target = 0 if back is None else first_pts + int((start - back) / fps / float(stream.time_base))
+            container.seek(max(target, first_pts) if start and back is not None else 0, stream=stream,
+                           backward=True, any_frame=False)
+            try:
+                for frame in container.decode(stream):
+                    idx = _frame_index(frame, stream, first_pts, fps)
+                    if idx < want:
+                        continue
+                    if idx > want:  # the seek landed after the frame, or a frame is missing
+                        if want == start and back is not None:
+                            break  # nothing yielded yet: seek earlier
+                        raise VideoReadError(path, f"frame {want} not found (decoding went from frame "
+                                                   f"{want - 1} to {idx})")
+                    yield frame.to_ndarray(format="rgb24")
+                    want += 1
+                    if want >= end:
+                        return
+                else:
+                    raise VideoReadError(path, f"truncated: frame {want} of range {start}..{end - 1} is missing")
+            except av.error.FFmpegError as err:
+                raise VideoReadError(path, f"decode failed at frame {want} ({err})") from err
+        raise VideoReadError(path, f"frame {start} not found by seeking")
     finally:
         container.close()
 
