@@ -91,13 +91,14 @@ def _role(proc, driver_pid: int) -> str | None:
     return None
 
 
-def run_sampled(cmd: list[str], env: dict, interval_s: float = 0.1) -> tuple[int, dict, float]:
+def run_sampled(cmd: list[str], env: dict, log_path: Path, interval_s: float = 0.1) -> tuple[int, dict, float]:
     """Run ``cmd``; (rc, {role: [peak RSS MB of each process]}, wall s). Roles: driver, actor
     (``ray::ShotPredictor``), encode (``ray::encode_episode``); other Ray processes ignored."""
     import psutil
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True)
     peaks: dict[int, tuple[str, float]] = {}
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -115,6 +116,7 @@ def run_sampled(cmd: list[str], env: dict, interval_s: float = 0.1) -> tuple[int
                 continue
         time.sleep(interval_s)
     proc.communicate()
+    log_file.close()
     by_role: dict[str, list[float]] = {}
     for role, mb in peaks.values():
         by_role.setdefault(role, []).append(round(mb, 1))
@@ -138,8 +140,12 @@ def bench_colorize(args: argparse.Namespace) -> dict:
             ep = make_episode(Path(tmp) / f"ep{n}", n, args.width, args.height, args.shot_frames, system=args.system)
             gen_s = time.perf_counter() - t0
             out = Path(tmp) / f"out{n}"
-            rc, peaks, wall = run_sampled(colorize_cmd(ep, out, args.size, args.ray), env)
-            rep = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+            log_path = Path(tmp) / f"colorize{n}.log"
+            rc, peaks, wall = run_sampled(colorize_cmd(ep, out, args.size, args.ray), env, log_path)
+            if rc not in (0, 3):
+                print(log_path.read_text()[-3000:], file=sys.stderr)
+                raise SystemExit(f"colorize failed (rc {rc}) on the {n}-frame episode")
+            rep = json.loads((out / "report.json").read_text())
             scan_s, encode_s = serial_costs(ep, out)
             row = {"frames": n, "rc": rc, "wall_s": round(wall, 1), "generate_s": round(gen_s, 1),
                    "colour_loop_s": rep.get("run", {}).get("wall_s"), "scan_s": round(scan_s, 1),
