@@ -490,3 +490,82 @@ def _iter_video_range(path: Path, start: int, stop: int, index: FrameIndex) -> I
     finally:
         container.close()
     raise VideoReadError(path, f"truncated: frames {want}..{stop - 1} could not be decoded")
+
+
+# Random access by frame range (streaming colorize: each worker reads only its shots)
+def _frame_index(frame: av.VideoFrame, stream, first_pts: int, fps: float) -> int:
+    """Episode frame index of a decoded frame: (pts - first pts) x time base x fps, rounded
+    (exact for constant-frame-rate streams, the only kind the colorize job reads by range)."""
+    pts = frame.pts if frame.pts is not None else frame.dts
+    return int(round(float((pts - first_pts) * stream.time_base) * fps))
+
+
+def _first_pts(container: av.container.InputContainer, stream) -> int:
+    """The pts of the first frame in presentation order (decodes the first GOP's head)."""
+    for frame in container.decode(stream):
+        pts = frame.pts if frame.pts is not None else frame.dts
+        if pts is not None:
+            return int(pts)
+    raise VideoReadError(Path(container.name), "no frame with a timestamp")
+
+
+def iter_video_range(path: str | os.PathLike, start: int, end: int,
+                     first_pts: int | None = None) -> Iterator[np.ndarray]:
+    """Frames ``start..end-1`` (episode indices, uint8 RGB ``[H,W,3]``) of a video file: seek to
+    the keyframe at or before ``start`` (PyAV ``seek(backward=True)``), decode forward, skip to
+    ``start`` by timestamp. Memory: one decoded frame plus the decoder's own buffers.
+
+    ``first_pts``: the stream's first presentation timestamp (None = found by decoding the file's
+    first frames once). Raises :class:`VideoReadError` naming the file when a frame of the range
+    is missing (truncated file, decode error) or the stream has no constant frame rate."""
+    path = Path(path)
+    if not 0 <= start <= end:
+        raise ValueError(f"{path}: bad frame range {start}..{end}")
+    if start == end:
+        return
+    container, stream = _open_container(path)
+    stream.thread_type = "AUTO"
+    try:
+        fps = _stream_fps(stream)
+        if fps <= 0 or not stream.time_base:
+            raise VideoReadError(path, "no frame rate / time base: cannot read by frame range")
+        if first_pts is None:
+            first_pts = _first_pts(container, stream)
+        want = start
+        # NOTE: seek to half a frame before the frame's timestamp so rounding never lands past it;
+        # backward=True picks the keyframe at or before that timestamp. Should the decoder still
+        # start after the frame (open GOPs), seek again 2 s earlier, then to the start.
+        for back in (0.5, 2 * fps + 0.5, None):
+            target = 0 if back is None else first_pts + int((start - back) / fps / float(stream.time_base))
+            container.seek(max(target, first_pts) if start and back is not None else 0, stream=stream,
+                           backward=True, any_frame=False)
+            try:
+                for frame in container.decode(stream):
+                    idx = _frame_index(frame, stream, first_pts, fps)
+                    if idx < want:
+                        continue
+                    if idx > want:  # the seek landed after the frame, or a frame is missing
+                        if want == start and back is not None:
+                            break  # nothing yielded yet: seek earlier
+                        raise VideoReadError(path, f"frame {want} not found (decoding went from frame "
+                                                   f"{want - 1} to {idx})")
+                    yield frame.to_ndarray(format="rgb24")
+                    want += 1
+                    if want >= end:
+                        return
+                else:
+                    raise VideoReadError(path, f"truncated: frame {want} of range {start}..{end - 1} is missing")
+            except av.error.FFmpegError as err:
+                raise VideoReadError(path, f"decode failed at frame {want} ({err})") from err
+        raise VideoReadError(path, f"frame {start} not found by seeking")
+    finally:
+        container.close()
+
+
+def video_first_pts(path: str | os.PathLike) -> int:
+    """The first presentation timestamp of a video's stream (for :func:`iter_video_range`)."""
+    container, stream = _open_container(Path(path))
+    try:
+        return _first_pts(container, stream)
+    finally:
+        container.close()
