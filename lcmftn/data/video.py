@@ -346,7 +346,9 @@ def write_video(
                     stream = container.add_stream("libx264", rate=rate)
                     stream.height, stream.width = img.shape[:2]
                     stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": preset}
+                    # mbtree=0: x264's macroblock-tree lookahead makes the bytes depend on thread timing
+                    # (same frames, different files); without it the same frames encode the same.
+                    stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
                     size = img.shape
                 elif img.shape != size:
                     raise ValueError(f"frame {count} has shape {img.shape}, expected {size}")

@@ -40,7 +40,7 @@ def make_episode(root: Path, frames: int, width: int = 640, height: int = 360, s
     twos; every shot a new layout), one keyframe per shot, a no-training checkpoint."""
     from lcmftn.checkpoint import save_checkpoint
     from lcmftn.data.video import write_video
-    from lcmftn.models.registry import build_generator, generator_config
+    from lcmftn.models.registry import build_generator, generator_config, spec
 
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -71,8 +71,9 @@ def make_episode(root: Path, frames: int, width: int = 640, height: int = 360, s
 
     write_video(root / "lineart.mp4", gen(), fps)
     (root / "shots.json").write_text(json.dumps([list(s) for s in shots]))
-    model = build_generator(system, "small" if system in ("copy-ref", "flow-warp") else "tiny")
-    cfg = dataclasses.asdict(generator_config(system, "small" if system in ("copy-ref", "flow-warp") else "tiny"))
+    size = "tiny" if spec(system).trainable else "small"  # references have no tiny preset
+    model = build_generator(system, size)
+    cfg = dataclasses.asdict(generator_config(system, size))
     save_checkpoint(root / "ckpt", model, system, cfg)
     return {"root": root, "frames": frames, "shots": shots}
 
