@@ -96,9 +96,9 @@ def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
     Returns ``(manifest, counts)``."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from lcmftn.data import dataset as ds
+    from lcmftn.data import dataset_format as fmt
     from lcmftn.data.pairs import sample_window_pairs
     from lcmftn.integrations import storage
 
@@ -120,12 +120,16 @@ def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
         raise BadInput(f"dataset {uri}: empty (no committed film in {ds.MANIFEST_NAME}"
                        + (f"; failed films: {failed}" if failed else "") + ")")
     cols = ["film", "shot", "frame", "hold"]
-    tables = []
+    tables, corrupt = [], []
     for path in paths:
-        try:
-            tables.append(pq.read_table(path, filesystem=fs, columns=cols))
+        try:  # whole shards: every PNG's checksum is verified here, once, before Ray starts
+            tables.append(fmt.read_shard(path, fs).select(cols))
+        except fmt.CorruptFrameError as e:  # deterministic: a named exit 2, never a retry
+            corrupt += e.frames
         except Exception as e:
             raise BadInput(f"dataset {uri}: cannot read shard {path}: {e}") from e
+    if corrupt:
+        raise BadInput(f"dataset {uri}: {fmt.CorruptFrameError(corrupt)}")
     table = pa.concat_tables(tables).sort_by([(c, "ascending") for c in cols[:3]])
     if table.num_rows == 0:
         raise BadInput(f"dataset {uri}: the committed shards hold no frames")

@@ -33,7 +33,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import torch
 
 # The format itself (schema, codecs, manifest) lives in lcmftn.data.dataset_format; re-exported.
@@ -48,6 +47,7 @@ from lcmftn.data.dataset_format import (  # noqa: E402, F401
     encode_lineart_png,
     parse_manifest,
     read_manifest,
+    read_shard,
     resolve_root,
     shot_id_for,
 )
@@ -130,10 +130,13 @@ class ShotClip:
         return len(self.frames)
 
     def color(self, i: int) -> np.ndarray:
-        return decode_color_png(self.color_pngs[i])
+        return decode_color_png(self.color_pngs[i], self._where(i))
 
     def lineart(self, i: int) -> np.ndarray:
-        return decode_lineart_png(self.lineart_pngs[i])
+        return decode_lineart_png(self.lineart_pngs[i], self._where(i))
+
+    def _where(self, i: int) -> dict:  # multinode hook: decode errors name the frame
+        return {"film": self.film, "shot": self.shot, "frame": int(self.frames[i])}
 
     def unchanged(self, i: int, j: int) -> bool:
         """True when positions i < j show the same drawing (every frame in (i, j] is a hold)."""
@@ -226,10 +229,7 @@ def load_frames(
     fs, paths, manifest = shard_paths(uri, filesystem)
     tables = []
     for p in paths:
-        try:
-            t = pq.read_table(p, filesystem=fs, schema=FRAME_SCHEMA)
-        except Exception as exc:
-            raise OSError(f"cannot read dataset shard {p} of {uri}: {exc}") from exc
+        t = read_shard(p, fs)  # multinode hook: checksums verified, CorruptFrameError names frames
         if films is not None:
             t = t.filter(pc.is_in(t["film"], pa.array(list(films), pa.string())))
         tables.append(t)
