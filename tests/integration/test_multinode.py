@@ -47,6 +47,7 @@ def _content(out: Path) -> list:
             for s in load_frames(str(out))]  # fmt: skip
 
 
+@pytest.mark.slow  # bringing 3 Ray nodes up alone took 4 min at load average ~40 here
 def test_ingest_loses_a_worker_node_and_completes_identically(cluster, films, tmp_path):
     """4 films over 2 one-CPU nodes; node_b is killed once the first film is committed: Ray
     Data re-runs its in-flight film on node_a; the dataset equals the uninterrupted run's."""
