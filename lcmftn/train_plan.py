@@ -112,12 +112,30 @@ def resolve_config(recipe_name: str, model: str | None, overrides: list[str]) ->
     return cfg
 
 
-def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
+def _verify_shards(uri: str, fs, paths: list[str]) -> None:
+    """Every PNG's CRC-32, shard by shard (one shard in memory at a time), before Ray starts:
+    corrupt frames are a deterministic error, a named exit 2, never a Ray retry."""
+    from lcmftn.data import dataset_format as fmt
+
+    corrupt = []
+    for path in paths:
+        try:
+            fmt.read_shard(path, fs)
+        except fmt.CorruptFrameError as e:
+            corrupt += e.frames
+        except OSError as e:
+            raise BadInput(f"dataset {uri}: {e}") from e
+    if corrupt:
+        raise BadInput(f"dataset {uri}: {fmt.CorruptFrameError(corrupt)}")
+
+
+def check_dataset(uri: str, cfg: TrainConfig,
+                  verify: bool = True) -> tuple[dict, dict[str, int]]:
     """Fail fast on a missing, unreachable or empty dataset, or one too small for ``cfg``.
 
-    Reads the manifest and the committed shards' small columns only (no images) and counts
-    shots, validation shots and training pairs exactly as the workers will sample them.
-    Returns ``(manifest, counts)``."""
+    Reads the manifest and the committed shards' small columns and counts
+    shots, validation shots and training pairs exactly as the workers will sample them; with
+    ``verify``, every frame's checksum too, one shard at a time. Returns ``(manifest, counts)``."""
     from lcmftn.data import dataset as ds
     from lcmftn.data.pairs import sample_window_pairs
     from lcmftn.integrations import storage
@@ -143,6 +161,8 @@ def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
         scan = ds.scan_shots(uri)
     except OSError as e:
         raise BadInput(f"dataset {uri}: {e}") from e
+    if verify:  # reads every shard once; workers verify again on read either way
+        _verify_shards(uri, fs, paths)
     clips = list(scan.shots)
     if not clips:
         raise BadInput(f"dataset {uri}: the committed shards hold no frames")
@@ -178,14 +198,14 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
               threads_per_worker: int = 0, data_path: str = "auto",
               data_memory_budget_mb: float = DEFAULT_DATA_MEMORY_BUDGET_MB,
               frames_per_block: int = 0, checkpoint_every_steps: int = 0,
-              stream_cpus_per_task: float = 0.5) -> JobSpec:
+              stream_cpus_per_task: float = 0.5, verify_data: bool = True) -> JobSpec:
     """Check everything and resolve defaults; raises ``BadInput`` before Ray is touched."""
     from lcmftn.integrations import storage as st
 
     if workers < 1:
         raise BadInput(f"--workers must be >= 1, got {workers}")
     cfg = resolve_config(recipe_name, model, overrides)
-    manifest, counts = check_dataset(data, cfg)
+    manifest, counts = check_dataset(data, cfg, verify=verify_data)
     need = workers * cfg.batch_size_per_worker
     if counts["train_pairs"] < need:
         raise BadInput(f"dataset {data}: {counts['train_pairs']} training pairs (window "

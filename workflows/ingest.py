@@ -82,7 +82,10 @@ log = logging.getLogger("workflows.ingest")
 
 def ingest_film_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> dict:
     """Ray Data row mapper: ``{"film", "source", "prev"} -> {"film", "entry": manifest JSON}``."""
+    import ray
+
     entry = stage_film(row, out_root, fs_out, fs_in, cfg_dict)
+    entry.setdefault("node_id", ray.get_runtime_context().get_node_id())  # multinode hook: where it ran
     return {"film": row["film"], "entry": json.dumps(entry)}
 
 

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every N steps mid-epoch (resume replays exactly)")
     p.add_argument("--stream-cpus-per-task", type=float, default=0.5,
                    help="CPUs per Ray Data read/decode task (stream path)")
+    p.add_argument("--no-verify-data", dest="verify_data", action="store_false",
+                   help="skip the driver's pre-flight CRC-32 pass over every shard (one read of "
+                        "the whole dataset; workers still verify each frame as they read it)")
     cli_args.add_overrides(p)
     # Test hook: rank 1 SIGKILLs its own process before this global step, once per run.
     p.add_argument("--kill-worker-at-step", type=int, default=0, help=argparse.SUPPRESS)
@@ -121,7 +124,7 @@ def plan(argv: list[str] | None = None) -> JobSpec:
                      data_memory_budget_mb=a.data_memory_budget_mb,
                      frames_per_block=a.frames_per_block,
                      checkpoint_every_steps=a.checkpoint_every_steps,
-                     stream_cpus_per_task=a.stream_cpus_per_task)
+                     stream_cpus_per_task=a.stream_cpus_per_task, verify_data=a.verify_data)
 
 
 # ----------------------------------------------------------------------------- Ray pieces

@@ -131,10 +131,13 @@ class ShotClip:
         return len(self.frames)
 
     def color(self, i: int) -> np.ndarray:
-        return decode_color_png(self.color_pngs[i])
+        return decode_color_png(self.color_pngs[i], self._where(i))
 
     def lineart(self, i: int) -> np.ndarray:
-        return decode_lineart_png(self.lineart_pngs[i])
+        return decode_lineart_png(self.lineart_pngs[i], self._where(i))
+
+    def _where(self, i: int) -> dict:  # multinode hook: decode errors name the frame
+        return {"film": self.film, "shot": self.shot, "frame": int(self.frames[i])}
 
     def unchanged(self, i: int, j: int) -> bool:
         """True when positions i < j show the same drawing (every frame in (i, j] is a hold)."""
@@ -229,7 +232,7 @@ def load_frames(
     fs, paths, manifest = shard_paths(uri, filesystem)
     tables = []
     for p in paths:
-        try:
+        try:  # checksums verified: CorruptFrameError names the bad frames
             t = read_shard(p, fs)
         except OSError as exc:
             raise OSError(f"{exc} (dataset {uri})") from exc
