@@ -14,11 +14,14 @@ Used by ``workflows.colorize`` (DESIGN §2 "colorize") and its benchmarks:
 
 Streaming (the colorize job; no process holds the episode):
 
-* :func:`open_source`: a :class:`LineartSource` from metadata only (probe / folder listing).
+* :func:`open_source`: a :class:`LineartSource` from metadata only (probe / folder listing; a
+  video's :class:`lcmftn.data.video.FrameIndex`, demuxed once, no decoding).
 * :func:`scan_lineart`: the driver's one pass (one frame in memory): per-frame digests,
   unreadable frames, the detected shots.
-* :class:`ShotFrames`: a worker's windowed random access to a shot's frames (PyAV seek by frame
-  range, :func:`lcmftn.data.video.iter_video_range`), checked against the planned digests.
+* :class:`ShotFrames`: a worker's windowed random access to a shot's frames (the one frame-range
+  reader, :func:`lcmftn.data.video.iter_frame_range`: seek to a keyframe, frames placed by pts;
+  the worker holds only its shot's :meth:`LineartSource.window`), checked against the planned
+  digests.
 """
 
 from __future__ import annotations
@@ -26,14 +29,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from lcmftn.data.lineart import LineArtConfig, extract_lineart, normalize_lineart
 from lcmftn.integrations import storage
+
+if TYPE_CHECKING:
+    from lcmftn.data.video import FrameIndex
 
 log = logging.getLogger("workflows.colorize")  # NOTE: the job's logger name, kept for its users
 
@@ -225,7 +232,10 @@ class LineartSource:
 
     uri: what the user gave (local path or ``s3://``); local: this driver's copy of it (the path
     itself for local inputs); kind: ``video`` | ``folder`` | ``memory``; files: a folder's image
-    names in frame order; frames: the normalised frames of a ``memory`` source (evaluation mode)."""
+    names in frame order; frames: the normalised frames of a ``memory`` source (evaluation mode);
+    index: a video's :class:`lcmftn.data.video.FrameIndex` (where each frame's packet is: the
+    whole film's on the driver, one shot's :meth:`window` in a worker's job; None: probed by the
+    reader where needed)."""
 
     uri: str
     local: str
@@ -235,23 +245,38 @@ class LineartSource:
     size_hw: tuple[int, int]
     files: tuple[str, ...] = ()
     frames: tuple[np.ndarray, ...] | None = None
-    first_pts: int | None = None  # video: first presentation timestamp (for seeking)
+    index: FrameIndex | None = None
 
     @property
     def source(self) -> str:
         return self.local if self.kind != "memory" else self.uri
 
+    def window(self, start: int, stop: int) -> FrameIndex | None:
+        """The part of a video's index that reads frames ``[start, stop)`` (a few bytes per frame
+        of the range; what a worker's job carries); None for folders and memory sources."""
+        return self.index.window(start, stop) if self.index is not None else None
+
+    def with_index(self, index: FrameIndex | None) -> LineartSource:
+        """This source reading with ``index`` (a job's :meth:`window`); unchanged for None."""
+        return self if index is None else replace(self, index=index)
+
+    def without_index(self) -> LineartSource:
+        """The metadata alone, for the colorize actors (their jobs carry their shots' windows, so
+        no actor receives the whole film's index)."""
+        return replace(self, index=None)
+
 
 def open_source(uri: str, local: Path, fps: float | None = None) -> LineartSource:
-    """Metadata only (PyAV probe / folder listing): frame count, rate, size. Nothing decoded but
-    the first frame."""
+    """Metadata only (PyAV probe / folder listing): frame count, rate, size and, for a video, its
+    :class:`lcmftn.data.video.FrameIndex` (packets demuxed once). Nothing decoded but the first
+    frame. ``local``: this process's copy of ``uri`` (:func:`stage` downloads an ``s3://`` one)."""
     from lcmftn.data.video import (
         DEFAULT_FOLDER_FPS,
         VideoReadError,
         list_image_files,
+        probe_keyframes,
         probe_video,
         read_image,
-        video_first_pts,
     )
 
     if local.is_dir():
@@ -271,11 +296,11 @@ def open_source(uri: str, local: Path, fps: float | None = None) -> LineartSourc
                              tuple(size), tuple(f.name for f in files))
     try:
         info = probe_video(local)
-        first = video_first_pts(local)
+        index = probe_keyframes(local)
     except VideoReadError as err:
         raise ValueError(f"--lineart {err}") from err
     return LineartSource(uri, str(local), "video", info.frames, float(fps or info.fps),
-                         (info.height, info.width), first_pts=first)
+                         (info.height, info.width), index=index)
 
 
 def memory_source(ep: Episode) -> LineartSource:
@@ -319,8 +344,9 @@ def _read_folder_frame(src: LineartSource, i: int, base: Path) -> np.ndarray:
 
 def iter_raw(src: LineartSource, start: int, end: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     """``(index, raw frame or None, error)`` for frames ``start..end-1``, as decoded (not
-    normalised). A video that stops decoding yields None (with the reason) for the rest."""
-    from lcmftn.data.video import VideoReadError, iter_video_range
+    normalised). A video that stops decoding yields None (with the reason) for the rest, as do
+    frames the container announces but has no packet for (``src.index`` counts fewer)."""
+    from lcmftn.data.video import VideoReadError, iter_frame_range
 
     if src.kind == "memory":
         for i in range(start, end):
@@ -334,14 +360,18 @@ def iter_raw(src: LineartSource, start: int, end: int) -> Iterator[tuple[int, np
             except VideoReadError as err:
                 yield i, None, f"line-art frame {i} ({base / src.files[i]}): {err.reason}"
         return
-    i = start
+    i, stop = start, min(end, src.index.frames) if src.index is not None else end
     try:
-        for img in iter_video_range(base, start, end, src.first_pts):
+        for img in iter_frame_range(base, start, stop, index=src.index) if start < stop else ():
             yield i, img, None
             i += 1
     except VideoReadError as err:
         for j in range(i, end):
             yield j, None, f"line-art frame {j} of {src.local}: unreadable ({err.reason})"
+        return
+    for j in range(i, end):  # no packet: the file holds fewer frames than it announces
+        yield j, None, (f"line-art frame {j} of {src.local}: unreadable (the container announces "
+                        f"{src.n_frames} frames, {src.index.frames} were found by demuxing: truncated?)")
 
 
 def _normalise(src: LineartSource, i: int, img: np.ndarray) -> np.ndarray:

@@ -120,12 +120,24 @@ class _Prefixed:
         yield from self.rest
 
 
+def add_index_windows(jobs: list[dict], src: LineartSource) -> list[dict]:
+    """Give each job the part of the video's frame index it reads (``"index"``: its shot's
+    :meth:`LineartSource.window`; ``"borrowed_index"``: the borrowed keyframe's frame), so the
+    actors get the source without its index (:meth:`LineartSource.without_index`) and hold a
+    few bytes per frame of their own shots only. None for folders and memory sources."""
+    for job in jobs:
+        job["index"] = src.window(int(job["start"]), int(job["end"]))
+        b = job.get("borrowed_from")
+        job["borrowed_index"] = src.window(int(b), int(b) + 1) if b is not None else None
+    return jobs
+
+
 def _shot_frames(src: LineartSource, job: dict, window: int) -> tuple[ShotFrames, ShotFrames | _Prefixed]:
-    reader = ShotFrames(src, job["start"], job["end"], job["digests"], window)
+    reader = ShotFrames(src.with_index(job.get("index")), job["start"], job["end"], job["digests"], window)
     if not job["offset"]:
         return reader, reader
     b = int(job["borrowed_from"])
-    first = ShotFrames(src, b, b + 1, job["borrowed_digest"])[0]
+    first = ShotFrames(src.with_index(job.get("borrowed_index")), b, b + 1, job["borrowed_digest"])[0]
     return reader, _Prefixed(first, reader)
 
 
@@ -134,8 +146,9 @@ def colorize_jobs(system, jobs: list[dict], settings: dict, src: LineartSource, 
     frames, confidence maps and review line art straight to ``out_uri``; yield one small result
     per shot as soon as all its files are written (the caller writes the marker, last).
 
-    job: ``{"id", "start", "end", "keyframes": {i: RGB}, "offset", "digests", ...}`` (``offset``
-    1: frame 0 is a borrowed keyframe's drawing, not output). result: ``{"id", "written"
+    job: ``{"id", "start", "end", "keyframes": {i: RGB}, "offset", "digests", "index", ...}``
+    (``offset`` 1: frame 0 is a borrowed keyframe's drawing, not output; ``index``: where its
+    frames are, :func:`add_index_windows`; ``src`` may then come without its index). result: ``{"id", "written"
     (episode indices of the frames written), "stats"}``. Memory: per shot in flight, a window
     of line-art frames (``settings["window"]``) and the model-resolution references its plan
     still needs (chain: the previous frame; holds: the previous drawing's ink map)."""
@@ -296,6 +309,7 @@ def plan_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray
     common_fp = fingerprint(model_files["model.safetensors"], json.dumps(settings, sort_keys=True),
                             str(MARKER_VERSION), lcmftn.__version__)
     jobs, records = plan_jobs(scan, keyframes, shots, rs, common_fp)
+    add_index_windows(jobs, src)  # not in the fingerprint: where the frames are, not what they are
     for r in records:
         log.warning("shot %s left out: %s", r["id"], r["reason"])
     pending = []

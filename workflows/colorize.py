@@ -161,7 +161,9 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
     groups = split_jobs(jobs, max(1, min(n, len(jobs))))
     actor_settings = dict(settings, threads=max(1, int(cpus)), finalize_threads=2 if gpus else 0)
     files_ref = ray.put(model_files)  # 2. the checkpoint travels once through the object store
-    src_ref = ray.put(src)  # metadata (a --from-color evaluation's frames travel here too)
+    # metadata (a --from-color evaluation's frames travel here too); no frame index: each job
+    # carries its shot's window of it (lcmftn.jobs.add_index_windows)
+    src_ref = ray.put(src.without_index())
     Actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(ShotPredictor)
     actors = [Actor.remote(files_ref, actor_settings) for _ in groups]
     log.info("colouring %d shots on %d actor(s) (%.2g CPU, %.2g GPU each, batch %d)",

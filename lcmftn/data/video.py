@@ -18,12 +18,19 @@ Design decisions:
   sizes: an odd width/height is padded by repeating the last column/row. Only containers that
   hold H.264 are written (``WRITE_EXTENSIONS``); ``.webm`` (VP8/VP9/AV1 only) is readable but
   refused for writing with a ``ValueError`` naming the file, before anything is encoded.
+* Random access is ONE reader, :func:`iter_frame_range` (segmented ingest and streaming colorize):
+  :func:`probe_keyframes` demuxes the packets once (no decoding) into a :class:`FrameIndex`
+  (every frame's pts, the keyframes); a range is read by seeking to the last keyframe at or before
+  its start and placing decoded frames by pts (exact with B-frames, open GOPs, edit lists and
+  variable frame rates: no timestamp arithmetic). A worker gets only :meth:`FrameIndex.window`
+  of its range.
 * Bad input (missing, empty, non-video, truncated) raises :class:`VideoReadError`, a
   ``ValueError`` whose message names the file and the problem.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -377,7 +384,8 @@ def _container_format(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Keyframes and frame ranges (split decoding: workflows.ingest runs segments of a film in parallel)
+# Keyframes and frame ranges: the one random-access reader (segmented ingest reads a segment of
+# a film, streaming colorize a shot of an episode)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -387,9 +395,9 @@ class FrameIndex:
 
     frames: number of frames; pts: presentation timestamp of frame ``offset + j`` at ``j``
     (stream time base), ascending (image folders: ``()``); keyframes: indices of the frames a
-    decoder can start at (a keyframe packet; image folders: every frame); offset: first frame
-    ``pts`` covers (0, or the keyframe of a :meth:`window`). Frame ``i`` is frame ``i`` of
-    :func:`iter_frames`.
+    decoder can start at, ascending (a keyframe packet; image folders: every frame); offset:
+    first frame ``pts`` covers (0, or the keyframe of a :meth:`window`). Frame ``i`` is frame
+    ``i`` of :func:`iter_frames`.
     """
 
     frames: int
@@ -399,16 +407,29 @@ class FrameIndex:
 
     def keyframe_at_or_before(self, frame: int) -> int:
         """The last keyframe ``<= frame`` (0 when none: decode from the start)."""
-        return max((k for k in self.keyframes if k <= frame), default=0)
+        pos = bisect.bisect_right(self.keyframes, frame)
+        return self.keyframes[pos - 1] if pos else 0
 
     def window(self, start: int, stop: int) -> FrameIndex:
-        """What :func:`iter_frame_range` needs for ``[start, stop)`` only (small enough to ship
-        to a worker with the segment)."""
+        """What :func:`iter_frame_range` needs for any range inside ``[start, stop)`` only (small
+        enough to ship to a worker with its segment or shot): the pts from the last keyframe at
+        or before ``start`` up to ``stop``, and the keyframes among them (so a read that starts
+        mid-window still decodes from the nearest keyframe)."""
         key = self.keyframe_at_or_before(start)
+        first, last = bisect.bisect_right(self.keyframes, key), bisect.bisect_left(self.keyframes, stop)
+        keys = (key, *self.keyframes[first:last])
         if not self.pts:
-            return FrameIndex(self.frames, (), (key,))
+            return FrameIndex(self.frames, (), keys)
         pts = self.pts[key - self.offset : stop - self.offset]
-        return FrameIndex(self.frames, pts, (key,), key)
+        return FrameIndex(self.frames, pts, keys, key)
+
+    def covers(self, start: int, stop: int) -> bool:
+        """Whether frames ``[start, stop)`` can be located and decoded with this index (a
+        :meth:`window` covers the ranges inside its own)."""
+        if not self.pts:
+            return True  # image folders: every file is its own frame
+        key = self.keyframe_at_or_before(start)
+        return self.offset <= key and stop <= self.offset + len(self.pts)
 
 
 def probe_keyframes(path: str | os.PathLike) -> FrameIndex:
@@ -429,7 +450,7 @@ def probe_keyframes(path: str | os.PathLike) -> FrameIndex:
             if pkt.size <= 0:
                 continue  # the flush packet
             if pkt.pts is None:
-                raise VideoReadError(path, f"packet {len(packets)} has no timestamp; cannot split")
+                raise VideoReadError(path, f"packet {len(packets)} has no timestamp; its frames cannot be located")
             packets.append((int(pkt.pts), bool(pkt.is_keyframe)))
     except av.error.FFmpegError as err:
         raise VideoReadError(path, f"demux failed ({err})") from err
@@ -440,24 +461,34 @@ def probe_keyframes(path: str | os.PathLike) -> FrameIndex:
     if not pts:
         raise VideoReadError(path, "video stream holds no frames")
     if len(set(pts)) != len(pts):
-        raise VideoReadError(path, "two packets share a timestamp; cannot split")
+        raise VideoReadError(path, "two packets share a timestamp; its frames cannot be located")
     return FrameIndex(len(pts), pts, tuple(i for i, (_, key) in enumerate(packets) if key))
 
 
 def iter_frame_range(path: str | os.PathLike, start: int, stop: int, size_px: int | None = None,
                      crop: str = "none", index: FrameIndex | None = None) -> Iterator[np.ndarray]:
     """Frames ``start .. stop-1`` of :func:`iter_frames` (the same arrays), decoding from the
-    last keyframe at or before ``start`` (``index``: :func:`probe_keyframes`, probed when None).
+    last keyframe at or before ``start`` (``index``: :func:`probe_keyframes` or a
+    :meth:`FrameIndex.window` covering the range; probed when None). Memory: one decoded frame
+    plus the decoder's own buffers, and a pts -> frame map of the index.
 
-    Decoded frames are placed by their pts, so frames before ``start`` (the rest of the GOP,
-    open-GOP leading pictures) are dropped; a frame missing from the range raises
-    :class:`VideoReadError` naming the file and the frame."""
+    Decoded frames are placed by their pts (exact for variable frame rates, B-frames, edit lists),
+    so frames before ``start`` (the rest of the GOP, open-GOP leading pictures) are dropped; a
+    frame missing from the range (truncated or changed file, decode error) raises
+    :class:`VideoReadError` naming the file and the frame. ``start == stop`` yields nothing; a
+    range outside the film or an index that does not cover it is a ``ValueError`` naming the
+    file."""
     if crop not in CROP_POLICIES:
         raise ValueError(f"crop must be one of {CROP_POLICIES}, got {crop!r}")
     path = Path(path)
     index = index or probe_keyframes(path)
-    if not 0 <= start < stop <= index.frames:
+    if not 0 <= start <= stop <= index.frames:
         raise ValueError(f"{path}: frame range [{start}, {stop}) outside [0, {index.frames})")
+    if not index.covers(start, stop):
+        raise ValueError(f"{path}: the frame index covers frames [{index.offset}, "
+                         f"{index.offset + len(index.pts)}), not [{start}, {stop}) (pass a window of the range)")
+    if start == stop:
+        return
     if path.is_dir():
         frames: Iterable[np.ndarray] = (to_rgb(read_image(f)) for f in list_image_files(path)[start:stop])
     else:
@@ -492,82 +523,3 @@ def _iter_video_range(path: Path, start: int, stop: int, index: FrameIndex) -> I
     finally:
         container.close()
     raise VideoReadError(path, f"truncated: frames {want}..{stop - 1} could not be decoded")
-
-
-# Random access by frame range (streaming colorize: each worker reads only its shots)
-def _frame_index(frame: av.VideoFrame, stream, first_pts: int, fps: float) -> int:
-    """Episode frame index of a decoded frame: (pts - first pts) x time base x fps, rounded
-    (exact for constant-frame-rate streams, the only kind the colorize job reads by range)."""
-    pts = frame.pts if frame.pts is not None else frame.dts
-    return int(round(float((pts - first_pts) * stream.time_base) * fps))
-
-
-def _first_pts(container: av.container.InputContainer, stream) -> int:
-    """The pts of the first frame in presentation order (decodes the first GOP's head)."""
-    for frame in container.decode(stream):
-        pts = frame.pts if frame.pts is not None else frame.dts
-        if pts is not None:
-            return int(pts)
-    raise VideoReadError(Path(container.name), "no frame with a timestamp")
-
-
-def iter_video_range(path: str | os.PathLike, start: int, end: int,
-                     first_pts: int | None = None) -> Iterator[np.ndarray]:
-    """Frames ``start..end-1`` (episode indices, uint8 RGB ``[H,W,3]``) of a video file: seek to
-    the keyframe at or before ``start`` (PyAV ``seek(backward=True)``), decode forward, skip to
-    ``start`` by timestamp. Memory: one decoded frame plus the decoder's own buffers.
-
-    ``first_pts``: the stream's first presentation timestamp (None = found by decoding the file's
-    first frames once). Raises :class:`VideoReadError` naming the file when a frame of the range
-    is missing (truncated file, decode error) or the stream has no constant frame rate."""
-    path = Path(path)
-    if not 0 <= start <= end:
-        raise ValueError(f"{path}: bad frame range {start}..{end}")
-    if start == end:
-        return
-    container, stream = _open_container(path)
-    stream.thread_type = "AUTO"
-    try:
-        fps = _stream_fps(stream)
-        if fps <= 0 or not stream.time_base:
-            raise VideoReadError(path, "no frame rate / time base: cannot read by frame range")
-        if first_pts is None:
-            first_pts = _first_pts(container, stream)
-        want = start
-        # NOTE: seek to half a frame before the frame's timestamp so rounding never lands past it;
-        # backward=True picks the keyframe at or before that timestamp. Should the decoder still
-        # start after the frame (open GOPs), seek again 2 s earlier, then to the start.
-        for back in (0.5, 2 * fps + 0.5, None):
-            target = 0 if back is None else first_pts + int((start - back) / fps / float(stream.time_base))
-            container.seek(max(target, first_pts) if start and back is not None else 0, stream=stream,
-                           backward=True, any_frame=False)
-            try:
-                for frame in container.decode(stream):
-                    idx = _frame_index(frame, stream, first_pts, fps)
-                    if idx < want:
-                        continue
-                    if idx > want:  # the seek landed after the frame, or a frame is missing
-                        if want == start and back is not None:
-                            break  # nothing yielded yet: seek earlier
-                        raise VideoReadError(path, f"frame {want} not found (decoding went from frame "
-                                                   f"{want - 1} to {idx})")
-                    yield frame.to_ndarray(format="rgb24")
-                    want += 1
-                    if want >= end:
-                        return
-                else:
-                    raise VideoReadError(path, f"truncated: frame {want} of range {start}..{end - 1} is missing")
-            except av.error.FFmpegError as err:
-                raise VideoReadError(path, f"decode failed at frame {want} ({err})") from err
-        raise VideoReadError(path, f"frame {start} not found by seeking")
-    finally:
-        container.close()
-
-
-def video_first_pts(path: str | os.PathLike) -> int:
-    """The first presentation timestamp of a video's stream (for :func:`iter_video_range`)."""
-    container, stream = _open_container(Path(path))
-    try:
-        return _first_pts(container, stream)
-    finally:
-        container.close()
