@@ -199,16 +199,27 @@ def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple
     fail_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     t0 = time.perf_counter()
     written = 0
+    bar = shots_progress(rs, len(run.pending))  # progress hook: shots coloured
     if run.pending:
         for res in _iter_results(run.pending, run.settings, model_files, rs):
             rec = write_shot(run, res, ep)
             written += 1
+            bar.update(1)  # progress hook
             log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
                      rec["copied"], written, len(run.pending))
             time.sleep(float(os.environ.get(DELAY_ENV, "0") or 0))
             if fail_after and written >= fail_after:
                 raise InjectedFault(f"{FAULT_ENV}={fail_after}: stopping after {written} shots")
+    bar.close()  # progress hook
     return finish_episode(run, ep, shots, rs, job_info, written, time.perf_counter() - t0)
+
+
+def shots_progress(rs: RunSettings, pending: int):
+    """The "shots coloured" bar of one run (:mod:`lcmftn.progress`; off with ``-v``)."""
+    from lcmftn.progress import Progress
+    from workflows.common import is_verbose
+
+    return Progress(f"colorize ({rs.mode})", pending, "shots", enabled=not is_verbose())
 
 
 # ---------------------------------------------------------------------------------------------

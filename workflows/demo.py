@@ -49,17 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="chain", choices=("chain", "anchor", "auto"))
     p.add_argument("--s3", action="store_true", help="use a local SeaweedFS S3 server for storage")
     p.add_argument("--keep", action="store_true", help="do not wipe --out first")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show every stage's logs, Ray's worker output and progress chatter")
     return p
 
 
 def _stage(name: str):
-    log.info("──── %s", name)
+    print(f"──── {name}", file=sys.stderr, flush=True)
     return time.perf_counter()
 
 
 def _run(stage: str, main, argv: list[str]) -> None:
+    from workflows.common import is_verbose
+
     log.info("$ python -m workflows.%s %s", stage, " ".join(argv))
-    rc = main(argv)
+    rc = main(argv + (["-v"] if is_verbose() else []))
     if rc:
         raise SystemExit(f"demo: stage {stage!r} failed with exit code {rc}")
 
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from workflows.common import ensure_ray, setup_logging
 
-    setup_logging()
+    setup_logging(args.verbose)
     out = Path(args.out).resolve()
     if out.exists() and not args.keep:
         shutil.rmtree(out)
@@ -93,10 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         t = _stage("1/4 synthetic films")
         films_dir = out / "films"
         films_dir.mkdir(exist_ok=True)
+        from lcmftn.progress import Progress
+
+        bar = Progress("films", args.films, "films", enabled=not args.verbose)
         for i in range(args.films):
             truth = write_film(films_dir / f"film-{i}.mp4",
                                FilmConfig(seed=i, size=args.size, seconds=args.seconds))
             log.info("film-%d: %d frames, cuts at %s", i, truth["frames"], truth["cuts"])
+            bar.update(1)
+        bar.close()
         episode = out / "episode"
         episode.mkdir(exist_ok=True)
         ep_truth = write_film(episode / "color.mp4",
@@ -159,9 +168,23 @@ def main(argv: list[str] | None = None) -> int:
                "colorized": result, **quality,
                "seconds": {k: round(v, 1) for k, v in timings.items()}}
     print(json.dumps(summary))
-    print(f"\nopen {result}/report.html — and `mlflow ui --backend-store-uri "
-          f"{os.environ['MLFLOW_TRACKING_URI']}` for the training run")
+    print(final_summary(summary, result))
     return 0
+
+
+def final_summary(summary: dict, result: str) -> str:
+    """The demo's last lines: the figures, then where to look."""
+    from lcmftn.progress import summary_block
+
+    rows = {"episode": f"{summary['episode_frames']} frames, {summary['keyframes']} keyframes"}
+    if "episode_psnr" in summary:
+        rows["quality"] = (f"PSNR {summary['episode_psnr']} dB vs {summary['keyframe_copy_psnr']} dB "
+                           "copying the keyframe")
+    rows["time"] = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
+    rows["review page"] = f"{result}/report.html"
+    rows["video"] = f"{result}/episode.mp4"
+    rows["MLflow UI"] = f"mlflow ui --backend-store-uri {summary['tracking_uri']}"
+    return summary_block("demo done:", rows).rstrip("\n")
 
 
 def _episode_quality(result: str, color: list, truth: dict) -> dict[str, float]:

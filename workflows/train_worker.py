@@ -8,6 +8,7 @@ once per epoch (it is a barrier), rank 0 with the checkpoint.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from lcmftn import training
 from lcmftn.data.dataset import WindowPairDataset, load_frames, split_shots
 from lcmftn.evaluation import EvalTotals, load_eval_clips
 from lcmftn.recipes import TrainConfig, config_from_dict
+from workflows.progress import PROGRESS_KEY, StepReporter
 
 
 class RankZeroTracker:
@@ -151,11 +153,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
              f"{len(clips)} validation sequences from {len(val_shots)} shots, "
              f"{world} worker(s) on {device}, {torch.get_num_threads()} torch thread(s) each")
     before_step = _fault_hook(config.get("fault"), rank)
+    progress = StepReporter(config.get(PROGRESS_KEY), rank)  # progress hook (workflows.progress)
+
+    def on_step(step: int, losses: dict[str, float]) -> None:
+        tracker.on_step(step, losses)
+        progress.step(step, loss=round(float(losses.get("loss", math.nan)), 4))  # progress hook
 
     while state.epoch < cfg.epochs:
         epoch = state.epoch
         stats = training.run_epoch(state, _make_loader(pairs, cfg, epoch, rank, world),
-                                   cfg.steps_per_epoch, on_step=tracker.on_step,
+                                   cfg.steps_per_epoch, on_step=on_step,
                                    before_step=before_step)
         state.epoch += 1
         parts = _gather((stats.samples, stats.seconds, stats.mean_losses))
@@ -184,6 +191,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                  for k, v in row.items()
                                  if k not in ("epoch", "step", "start_epoch")}, state.step)
             _say("[train] " + training.format_epoch_line(row, cfg.epochs))
+        progress.step(state.step, force=True, epoch=state.epoch,  # progress hook
+                      **({"val_psnr": round(metrics["val_psnr"], 2)} if "val_psnr" in metrics else {}))
         # 4. Report (a barrier on every rank); rank 0 attaches the checkpoint.
         name = f"epoch{state.epoch:04d}-step{state.step:07d}-{int(time.time())}"
         if rank == 0:

@@ -1,0 +1,96 @@
+"""Progress of work running in Ray workers, shown on the driver (:mod:`lcmftn.progress` bars).
+
+Worker output stays off the driver's console in quiet runs (``log_to_driver=False``,
+:mod:`workflows.common`), so a training run's steps travel another way: the driver creates a
+tiny :class:`ProgressBoard` actor (0 CPU), hands its handle to the workers in the loop config
+(``PROGRESS_KEY``), rank 0 posts ``(step, figures)`` to it fire-and-forget at most every
+``StepReporter.min_interval_s``, and a driver thread (:class:`DriverBar`) polls it into a bar.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from lcmftn.progress import Progress
+
+PROGRESS_KEY = "progress_board"
+"""Key of the board's actor handle in a training loop config (absent: no reporting)."""
+
+
+class ProgressBoard:
+    """Ray actor holding the latest ``(done, figures)`` posted by a worker."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.figures: dict[str, Any] = {}
+
+    def post(self, done: int, figures: dict[str, Any]) -> None:
+        self.done = max(self.done, int(done))
+        self.figures.update(figures)
+
+    def read(self) -> tuple[int, dict[str, Any]]:
+        return self.done, dict(self.figures)
+
+
+class StepReporter:
+    """Worker side: ``step(done, **figures)`` posts to the board (rank 0 only, throttled)."""
+
+    def __init__(self, board: Any | None, rank: int, min_interval_s: float = 1.0) -> None:
+        self.board = board if rank == 0 else None
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def step(self, done: int, force: bool = False, **figures: Any) -> None:
+        if self.board is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last >= self.min_interval_s:
+            self._last = now
+            self.board.post.remote(done, figures)  # fire and forget
+
+
+class DriverBar:
+    """Driver side: create the board, poll it into a :class:`Progress` bar until closed.
+
+        with DriverBar("train", total_steps, "steps") as bar:
+            config[PROGRESS_KEY] = bar.board
+            trainer.fit()
+    """
+
+    def __init__(self, label: str, total: int, unit: str, poll_s: float = 1.0,
+                 enabled: bool | None = None) -> None:
+        import ray
+
+        from workflows.common import is_verbose
+
+        enabled = not is_verbose() if enabled is None else enabled
+        self._ray = ray
+        self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        self.bar = Progress(label, total, unit, enabled=enabled)
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> DriverBar:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._refresh()
+        self.bar.close("failed" if exc[0] is not None else "")
+        self._ray.kill(self.board)
+
+    def _refresh(self) -> None:
+        try:
+            done, figures = self._ray.get(self.board.read.remote(), timeout=5)
+        except Exception:  # noqa: BLE001 - a progress bar never breaks the job
+            return
+        self.bar.set(done, **figures)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._refresh()
