@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from typing import TextIO
 
 BAR_WIDTH = 24
+MIN_TOTAL_FOR_MILESTONES = 8
+"""Off a TTY, bars over fewer items print only their start and end lines."""
 
 
 def _fmt_s(seconds: float) -> str:
@@ -79,7 +81,7 @@ class Progress:
                 self._last_draw = now
                 self._draw()
             return
-        if not self.total:
+        if not self.total or self.total < MIN_TOTAL_FOR_MILESTONES:
             return
         crossed = False
         while (self._next_milestone < len(self.milestones)

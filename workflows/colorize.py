@@ -62,7 +62,7 @@ from lcmftn.episode import (  # noqa: F401 - re-exported: the job's inputs
     read_lineart,
     stage,
 )
-from lcmftn.evaluation import parse_eval_modes, score_frames, summarize_scores
+from lcmftn.evaluation import parse_eval_modes, score_confidence, score_frames, summarize_scores
 from lcmftn.integrations import lease, storage
 from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the job
     MARKER_VERSION,
@@ -347,13 +347,14 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
         report = rpt.add_evaluation(report, rows, color, mode_out.read, mode_out.write,
                                     {"mode": mode, "plot": "../drift.png"})
         summary = summarize_scores(rows)
+        summary["confidence"] = score_confidence(Output(out_uri), color, report, rows)  # confidence hook
         curves[mode] = {"psnr": summary["per_offset"]["psnr"], "ssim": summary["per_offset"]["ssim"]}
         evaluation["modes"][mode] = summary
         totals = report["totals"]
     out = Output(args.out)
     out.write("drift.png", rpt.plot_curves(curves, title=f"chain vs anchor drift: {Path(str(args.from_color)).name}"))
     out.write("eval.json", rpt.to_json(evaluation))
-    return {"out": args.out, **totals, "evaluation": {m: {k: v[k] for k in ("psnr", "ssim", "frames")}
+    return {"out": args.out, **totals, "evaluation": {m: {k: v[k] for k in ("psnr", "ssim", "frames", "confidence")}
                                                       for m, v in evaluation["modes"].items()}}
 
 

@@ -12,7 +12,8 @@ Quiet by default (issue 10, "quiet runs, visible progress"): a job's output is i
   ``ray.data`` logger at WARNING: no Ray Data progress blocks / "Running Dataset" lines.
 - ``ray.train.LoggingConfig(log_level="WARNING")`` (:func:`train_logging_config`): Ray Train's
   own INFO lines off on the console (driver and workers, also with ``log_to_driver``).
-- ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false``: no artifact download/upload bars.
+- ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false``: no artifact download/upload bars;
+  ``MLFLOW_LOGGING_LEVEL=WARNING``: no "Creating initial MLflow database tables..." lines.
 - the ``ray`` / ``mlflow`` / ``alembic`` loggers at WARNING on the driver.
 """
 
@@ -25,6 +26,7 @@ import warnings
 QUIET_ENV = {
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # mlflow sets its own logger's level at import
 }
 """Environment set (``setdefault``: a value the user exported wins) by quiet runs, before Ray
 and MLflow are imported/initialised."""
@@ -65,7 +67,8 @@ def quiet_ray_data() -> None:
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ERROR: Ray Data warns "Progress bars disabled. To enable, ..." once we turned them off.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def train_logging_config():

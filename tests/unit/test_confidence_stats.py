@@ -1,0 +1,51 @@
+"""Spearman / AUROC of lcmftn.evaluation (NumPy, no scipy/sklearn) on hand-checked cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lcmftn.evaluation import ConfidenceScore, auroc, rankdata, spearman
+
+
+def test_rankdata_averages_ties():
+    assert rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+
+
+def test_spearman_known_values():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [9, 1, 0, -5]) == pytest.approx(-1.0)
+    # d = rank differences (0, -1, 1, 0, 0): rho = 1 - 6*2 / (5*24) = 0.9
+    assert spearman([1, 2, 3, 4, 5], [1, 3, 2, 4, 5]) == pytest.approx(0.9)
+    # a monotone but non-linear relation is still 1 (ranks, not values)
+    x = np.linspace(0, 3, 50)
+    assert spearman(x, np.exp(x)) == pytest.approx(1.0)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_auroc_known_values():
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    # pos {0.5, 0.9}, neg {0.5, 0.1}: pairs (0.5>0.5 tie=.5, 0.5>0.1, 0.9>0.5, 0.9>0.1) -> 3.5/4
+    assert auroc([0.5, 0.9, 0.5, 0.1], [1, 1, 0, 0]) == pytest.approx(0.875)
+    rng = np.random.default_rng(0)
+    assert auroc(rng.random(20000), rng.random(20000) < 0.3) == pytest.approx(0.5, abs=0.02)
+    assert math.isnan(auroc([1, 2], [1, 1]))
+
+
+def test_confidence_score_finds_low_confidence_errors():
+    rng = np.random.default_rng(1)
+    score = ConfidenceScore()
+    truth = np.full((16, 16, 3), 128, np.uint8)
+    for k in range(10):
+        pred = truth.copy()
+        conf = np.full((16, 16), 255, np.uint8)
+        pred[: k + 1] = 255  # the first k+1 rows are wrong...
+        conf[: k + 1] = 20  # ...and flagged low-confidence
+        score.add_frame(float(conf.mean()) / 255, psnr=40.0 - 2 * k + rng.random(), conf_map=conf,
+                        pred=pred, truth=truth)
+    res = score.result()
+    assert res["spearman_conf_psnr"] > 0.9 and res["pixel_auroc_low_conf_vs_large_error"] == 1.0
+    assert res["frames"] == 10 and 0 < res["large_error_fraction"] < 1
