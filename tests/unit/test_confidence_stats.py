@@ -49,3 +49,18 @@ def test_confidence_score_finds_low_confidence_errors():
     res = score.result()
     assert res["spearman_conf_psnr"] > 0.9 and res["pixel_auroc_low_conf_vs_large_error"] == 1.0
     assert res["frames"] == 10 and 0 < res["large_error_fraction"] < 1
+
+
+def test_isotonic_fit_and_flag_rule():
+    from lcmftn.calibration import Calibration, fit_calibration, isotonic_fit
+
+    kx, ky = isotonic_fit(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4]))
+    assert kx.tolist() == [1.0, 2.5, 4.0] and ky.tolist() == [1.0, 2.5, 4.0]  # 3,2 pooled
+    rng = np.random.default_rng(0)
+    change = rng.random(500)  # more line-art change -> lower PSNR
+    psnr = 30 - 10 * change + rng.normal(0, 0.5, 500)
+    cal = fit_calibration("change", change, psnr, sign=-1.0, flag_quantile=0.1)
+    assert cal.expected_psnr(0.0) > cal.expected_psnr(1.0) + 8
+    flags = cal.flag(change)
+    assert 0.05 < flags.mean() < 0.15 and change[flags].min() > np.quantile(change, 0.8)
+    assert Calibration.from_json(cal.to_json()) == cal
