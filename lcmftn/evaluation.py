@@ -336,7 +336,9 @@ def score_confidence(out, color: list[np.ndarray], report: dict, rows: list[dict
     from lcmftn.data.dataset_format import decode_color_png
 
     conf = {f["i"]: f for s in report["shots"] if s.get("status") == "done" for f in s.get("per_frame", [])}
+    flagged = {i for s in report["shots"] if s.get("status") == "done" for i in s.get("flagged", [])}
     score = ConfidenceScore(large_error=large_error)
+    extra: dict[str, list[float]] = {"psnr": [], "change": [], "distance": [], "expected_psnr": [], "flag": []}
     for r in rows:
         f = conf.get(r["i"])
         if f is None or f.get("kind") != "model":
@@ -348,4 +350,20 @@ def score_confidence(out, color: list[np.ndarray], report: dict, rows: list[dict
             cmap = cv2.imdecode(np.frombuffer(cmap_png, np.uint8), cv2.IMREAD_GRAYSCALE)
         pred = decode_color_png(pred_png) if pred_png is not None else None
         score.add_frame(f["conf"], r["psnr"], cmap, pred, color[r["i"]])
-    return score.result()
+        extra["psnr"].append(r["psnr"])
+        extra["change"].append(f.get("change", np.nan))
+        extra["distance"].append(f.get("distance", np.nan))
+        extra["expected_psnr"].append(f.get("expected_psnr", np.nan))
+        extra["flag"].append(r["i"] in flagged)
+    out = score.result()
+    psnr = np.array(extra["psnr"])
+    for name in ("change", "distance", "expected_psnr"):  # other scores vs PSNR (negative:
+        rho = spearman(extra[name], psnr) if len(psnr) else float("nan")  # higher = worse)
+        if np.isfinite(rho):
+            out[f"spearman_{name}_psnr"] = round(float(rho), 4)
+    flags = np.array(extra["flag"], bool)
+    if len(flags):
+        out["flagged_fraction"] = round(float(flags.mean()), 4)
+        out["psnr_flagged"] = round(float(psnr[flags].mean()), 3) if flags.any() else None
+        out["psnr_unflagged"] = round(float(psnr[~flags].mean()), 3) if (~flags).any() else None
+    return out

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from lcmftn import report as rpt
+from lcmftn.calibration import CALIBRATION_FILE  # confidence hook
 from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
 from lcmftn.data.dataset_format import decode_color_png, encode_png
 from lcmftn.episode import Episode
@@ -230,7 +231,8 @@ def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tupl
     from lcmftn.models.registry import multiple_of
 
     cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
-                         low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction)
+                         low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction,
+                         calibration_json=model_files.get(CALIBRATION_FILE, b"").decode())  # confidence hook
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
     model_size(*ep.size_hw, rs.size, cfg.multiple_of, source=ep.source)  # limits, before any allocation
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)

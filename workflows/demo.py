@@ -59,11 +59,24 @@ def _stage(name: str):
     return time.perf_counter()
 
 
-def _run(stage: str, main, argv: list[str]) -> None:
+def _run(stage: str, main, argv: list[str], logs: Path) -> None:
+    """Run a stage's ``main``; its stdout (the stage's JSON summary) goes to ``logs/<stage>.out``
+    (shown too with ``-v``), its progress bars and errors (stderr) to the console."""
+    import contextlib
+    import io
+
     from workflows.common import is_verbose
 
     log.info("$ python -m workflows.%s %s", stage, " ".join(argv))
-    rc = main(argv + (["-v"] if is_verbose() else []))
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            rc = main(argv + (["-v"] if is_verbose() else []))
+    finally:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{stage}.out").write_text(captured.getvalue())
+        if is_verbose():
+            sys.stdout.write(captured.getvalue())
     if rc:
         raise SystemExit(f"demo: stage {stage!r} failed with exit code {rc}")
 
@@ -120,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         t = _stage("2/4 ingest (Ray Data)")
         dataset = store("dataset")
         _run("ingest", ingest.main, ["--films", str(films_dir / "*.mp4"), "--out", dataset,
-                                     "--size", str(args.size)])
+                                     "--size", str(args.size)], out / "logs")
         timings["ingest"] = time.perf_counter() - t
 
         # 3. Train + register.
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                       "--experiment", "demo", "--register-as", "lcmftn-demo"]
         for kv in sets:
             train_argv += ["--set", kv]
-        _run("train", train.main, train_argv)
+        _run("train", train.main, train_argv, out / "logs")
         timings["train"] = time.perf_counter() - t
 
         # 4. Colorize the held-out episode from its line art and one keyframe per shot.
@@ -159,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         _run("colorize", colorize.main, ["--lineart", str(episode / "lineart.mp4"),
                                          "--refs", str(keys), "--model", "models:/lcmftn-demo@latest",
                                          "--out", result, "--mode", args.mode,
-                                         "--shots", str(shots_json)])
+                                         "--shots", str(shots_json)], out / "logs")
         timings["colorize"] = time.perf_counter() - t
 
     quality = _episode_quality(result, color, ep_truth) if not args.s3 else {}

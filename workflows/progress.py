@@ -94,3 +94,28 @@ class DriverBar:
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_s):
             self._refresh()
+
+
+def trials_bar(total: int):
+    """A Ray Tune callback (runs in the driver's Tune loop) drawing "trials done" as a bar;
+    ``bar.close()`` after ``Tuner.fit``."""
+    from ray.tune import Callback
+
+    from workflows.common import is_verbose
+
+    class TrialsBar(Callback):
+        def __init__(self) -> None:
+            self.bar = Progress("tune", total, "trials", enabled=not is_verbose())
+            self.errors = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self.bar.update(1)
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self.errors += 1
+            self.bar.update(1, failed=self.errors)
+
+        def close(self) -> None:
+            self.bar.close()
+
+    return TrialsBar()

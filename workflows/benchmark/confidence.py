@@ -28,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-PIXEL_SCORES = ("attention", "line_change", "mean")
+PIXEL_SCORES = ("attention", "attention_inverted", "line_change", "distance", "distance_plus_line")
+"""Per-pixel "low confidence" scores (higher = expected worse): 1 - CMFT attention map, the map
+itself, the line-change map keyframe -> frame, the frame's distance from its keyframe (the same
+for every pixel), and distance / 24 + line change."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +88,7 @@ def score_clip(system, frames: list[np.ndarray], shots: list[tuple[int, int]], s
     from lcmftn.data.lineart import extract_lineart
 
     cfg = ColorizeConfig(mode="chain", image_size_px=size_px, multiple_of=multiple_of)
-    rows, pix = [], {k: [] for k in (*PIXEL_SCORES, "bad")}
+    rows, pix = [], {k: [] for k in (*PIXEL_SCORES, "bad", "err")}
     for start, end in shots:
         if end - start < 2:
             continue
@@ -108,10 +111,14 @@ def score_clip(system, frames: list[np.ndarray], shots: list[tuple[int, int]], s
             lc = 1 - line_change_confidence(lineart_at_size(line[0], (h, w)),
                                             lineart_at_size(line[t], (h, w)), cfg.proxy_blur_px)[0].numpy()
             step = max(1, h * w // 2048)
+            dist = np.full(h * w, float(f["distance"]))[::step]
             pix["attention"].append((1 - cmap).ravel()[::step])
+            pix["attention_inverted"].append(cmap.ravel()[::step])
             pix["line_change"].append(lc.ravel()[::step])
-            pix["mean"].append((((1 - cmap) + lc) / 2).ravel()[::step])
+            pix["distance"].append(dist)
+            pix["distance_plus_line"].append(dist / 24 + lc.ravel()[::step])
             pix["bad"].append((err > 0.1).ravel()[::step])
+            pix["err"].append(err.ravel()[::step])
     return {"rows": rows, "pixels": {k: np.concatenate(v) if v else np.zeros(0) for k, v in pix.items()}}
 
 
@@ -132,6 +139,7 @@ def figures(clip: dict, cal=None) -> dict:
         out["large_error_pixel_fraction"] = round(float(px["bad"].mean()), 4)
         for k in PIXEL_SCORES:
             out["pixel_auroc"][k] = round(auroc(px[k], px["bad"]), 4)
+        out["pixel_auroc_error_0.25"] = {k: round(auroc(px[k], px["err"] > 0.25), 4) for k in PIXEL_SCORES}
     if cal is not None and rows:
         raw = np.array([frame_feature(cal.feature, r["conf"], r["low"], r["change"], r["distance"]) for r in rows])
         flags = cal.flag(raw)
@@ -170,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                           sign=sign, flag_quantile=args.flag_quantile,
                           fitted_on=f"{args.train_films} synthetic films (seeds 0..{args.train_films - 1}, "
                                     f"{args.film_size} px), chain mode, {len(raw)} frames")
+    pixel_best = max(PIXEL_SCORES, key=lambda k: fig_train["pixel_auroc"][k])  # chosen on training films
     result = {"model": args.model, "size_px": size, "feature": best, "flag_psnr_db": round(cal.flag_psnr_db, 3),
+              "pixel_score": pixel_best,
               "train": figures(merged, cal)}
     test = [score_clip(system, *_film(1000 + s, args), size, mult) for s in range(args.test_films)]
     merged_t = {"rows": [r for c in test for r in c["rows"]],
@@ -189,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{part:5s} frames {r['frames']:4d}  Spearman(score, PSNR) "
                   + " ".join(f"{k} {v}" for k, v in r["spearman_vs_psnr"].items())
                   + "  pixel AUROC " + " ".join(f"{k} {v}" for k, v in r["pixel_auroc"].items())
-                  + (f"  flagged {r['calibrated']['flagged_fraction']}" if "calibrated" in r else ""))
+                  + (f"  calibrated ({best}) Spearman {r['calibrated']['spearman_expected_vs_psnr']}"
+                     f" flagged {r['calibrated']['flagged_fraction']}" if "calibrated" in r else ""))
+    print(f"chosen on training films: frame score {best} (sign {sign:+.0f}), pixel score {pixel_best}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
