@@ -13,7 +13,8 @@ Quiet by default (issue 10, "quiet runs, visible progress"): a job's output is i
 - ``ray.train.LoggingConfig(log_level="WARNING")`` (:func:`train_logging_config`): Ray Train's
   own INFO lines off on the console (driver and workers, also with ``log_to_driver``).
 - ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false``: no artifact download/upload bars;
-  ``MLFLOW_LOGGING_LEVEL=WARNING``: no "Creating initial MLflow database tables..." lines.
+  ``MLFLOW_LOGGING_LEVEL=ERROR``: no "Creating initial MLflow database tables..." lines nor
+  pyfunc-logging notices; mlflow's UserWarnings filtered.
 - the ``ray`` / ``mlflow`` / ``alembic`` loggers at WARNING on the driver.
 """
 
@@ -26,7 +27,9 @@ import warnings
 QUIET_ENV = {
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    "MLFLOW_LOGGING_LEVEL": "WARNING",  # mlflow sets its own logger's level at import
+    # mlflow sets its own logger's level at import; ERROR: its pyfunc-logging notices (CloudPickle,
+    # "Validating input example") are for whoever writes the model class, not for a job's user
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
 }
 """Environment set (``setdefault``: a value the user exported wins) by quiet runs, before Ray
 and MLflow are imported/initialised."""
@@ -114,4 +117,6 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("workflows").setLevel(logging.WARNING)
     logging.getLogger("lcmftn").setLevel(logging.WARNING)
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR if name == "mlflow" else logging.WARNING)
+    # mlflow.pyfunc's "Add type hints to the `predict` method ..." UserWarning at registration
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")

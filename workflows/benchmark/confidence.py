@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-PIXEL_SCORES = ("attention", "attention_inverted", "line_change", "distance", "distance_plus_line")
+PIXEL_SCORES = ("attention", "attention_inverted", "line_change", "distance", "distance_plus_line",
+                "distance_plus_attention_inverted")
 """Per-pixel "low confidence" scores (higher = expected worse): 1 - CMFT attention map, the map
 itself, the line-change map keyframe -> frame, the frame's distance from its keyframe (the same
-for every pixel), and distance / 24 + line change."""
+for every pixel), distance / 24 + line change, and distance / 24 + the attention map."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +118,7 @@ def score_clip(system, frames: list[np.ndarray], shots: list[tuple[int, int]], s
             pix["line_change"].append(lc.ravel()[::step])
             pix["distance"].append(dist)
             pix["distance_plus_line"].append(dist / 24 + lc.ravel()[::step])
+            pix["distance_plus_attention_inverted"].append(dist / 24 + cmap.ravel()[::step])
             pix["bad"].append((err > 0.1).ravel()[::step])
             pix["err"].append(err.ravel()[::step])
     return {"rows": rows, "pixels": {k: np.concatenate(v) if v else np.zeros(0) for k, v in pix.items()}}
