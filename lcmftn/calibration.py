@@ -95,10 +95,18 @@ class Calibration:
         return json.dumps(asdict(self), indent=1)
 
     @staticmethod
-    def from_json(text: str | bytes) -> Calibration:
-        d = json.loads(text)
-        d["knots_x"], d["knots_psnr_db"] = tuple(d["knots_x"]), tuple(d["knots_psnr_db"])
-        return Calibration(**d)
+    def from_json(text: str | bytes, source: str = "calibration") -> Calibration:
+        """Parse :meth:`to_json` output; ValueError naming ``source`` when it is not one."""
+        try:
+            d = json.loads(text)
+            d["knots_x"], d["knots_psnr_db"] = tuple(d["knots_x"]), tuple(d["knots_psnr_db"])
+            cal = Calibration(**d)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"{source}: not a confidence calibration ({type(err).__name__}: {err})") from None
+        if cal.feature not in FEATURES or len(cal.knots_x) != len(cal.knots_psnr_db) or not cal.knots_x:
+            raise ValueError(f"{source}: bad calibration (feature {cal.feature!r}, "
+                             f"{len(cal.knots_x)}/{len(cal.knots_psnr_db)} knots)")
+        return cal
 
 
 def fit_calibration(feature: str, raw: np.ndarray, psnr_db: np.ndarray, sign: float = 1.0,

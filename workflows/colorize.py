@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="no Ray: colour in this process")
     p.add_argument("--flag-fraction", type=float, default=0.05, help="flag frames with more low-confidence pixels")
     p.add_argument("--work-dir", help="scratch folder for downloads (default: a temp dir)")
+    p.add_argument("--calibration", help="confidence calibration JSON (default: the model folder's "
+                   "confidence_calibration.json, if any; python -m workflows.benchmark confidence)")
     cli_args.add_verbose(p)
     return p
 
@@ -291,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         try:
             model_files = load_model_files(args.model, work)
+            if args.calibration:  # confidence hook: calibrated flag rule (lcmftn.calibration)
+                from lcmftn.calibration import CALIBRATION_FILE, Calibration
+
+                model_files[CALIBRATION_FILE] = Path(args.calibration).read_bytes()
+                Calibration.from_json(model_files[CALIBRATION_FILE], f"--calibration {args.calibration}")
             if not rs.size:
                 rs.size = training_size(json.loads(model_files["meta.json"]))
             if args.from_color:

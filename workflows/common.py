@@ -70,8 +70,9 @@ def quiet_ray_data() -> None:
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
-    # ERROR: Ray Data warns "Progress bars disabled. To enable, ..." once we turned them off.
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # "Starting execution of Dataset ..."
+    # ERROR: "Progress bars disabled. To enable, ..." is a WARNING we caused ourselves.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def train_logging_config():

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHATTER = [
     r"Running Dataset", r"logging_progress", r"Total Progress", r"streaming_executor",
     r"ray_remote_args", r"Deprecat", r"Reporting training result", r"TrainingReport\(",
-    r"INFO workflows\.ingest: film ", r"\(pid=\d+\)",
+    r"INFO workflows\.ingest: film ", r"\(pid=\d+\)", r"Progress bars disabled",
 ]
 
 

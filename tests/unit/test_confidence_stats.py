@@ -64,3 +64,13 @@ def test_isotonic_fit_and_flag_rule():
     flags = cal.flag(change)
     assert 0.05 < flags.mean() < 0.15 and change[flags].min() > np.quantile(change, 0.8)
     assert Calibration.from_json(cal.to_json()) == cal
+
+
+def test_bad_calibration_is_named():
+    from lcmftn.calibration import Calibration
+
+    with pytest.raises(ValueError, match="cal.json: not a confidence calibration"):
+        Calibration.from_json("{}", "cal.json")
+    with pytest.raises(ValueError, match="cal.json: bad calibration"):
+        Calibration.from_json('{"feature": "nope", "sign": 1, "knots_x": [0], "knots_psnr_db": [1],'
+                              ' "flag_psnr_db": 1, "flag_quantile": 0.1}', "cal.json")
