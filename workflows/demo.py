@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             train_argv += ["--set", kv]
         _run("train", train.main, train_argv, out / "logs")
         timings["train"] = time.perf_counter() - t
+        calibration = _calibrate(out, args) if not args.s3 else None
+        if calibration is not None:
+            timings["calibrate"] = time.perf_counter() - t - timings["train"]
 
         # 4. Colorize the held-out episode from its line art and one keyframe per shot.
         import cv2
@@ -172,17 +175,45 @@ def main(argv: list[str] | None = None) -> int:
         _run("colorize", colorize.main, ["--lineart", str(episode / "lineart.mp4"),
                                          "--refs", str(keys), "--model", "models:/lcmftn-demo@latest",
                                          "--out", result, "--mode", args.mode,
-                                         "--shots", str(shots_json)], out / "logs")
+                                         "--shots", str(shots_json)]
+             + (["--calibration", str(calibration)] if calibration else []), out / "logs")
         timings["colorize"] = time.perf_counter() - t
 
     quality = _episode_quality(result, color, ep_truth) if not args.s3 else {}
     summary = {"out": str(out), "tracking_uri": os.environ["MLFLOW_TRACKING_URI"],
                "episode_frames": len(color), "keyframes": len(list(keys.iterdir())),
-               "colorized": result, **quality,
+               "colorized": result, **quality, **_flags(out),
                "seconds": {k: round(v, 1) for k, v in timings.items()}}
     print(json.dumps(summary))
     print(final_summary(summary, result))
     return 0
+
+
+def _calibrate(out: Path, args: argparse.Namespace) -> Path | None:
+    """Fit the confidence calibration of the trained checkpoint on 2 synthetic training films
+    (``python -m workflows.benchmark confidence``); its figures go to ``OUT/logs/confidence.json``."""
+    from workflows.benchmark import confidence
+
+    t = json.loads((out / "logs" / "train.out").read_text().strip().splitlines()[-1])
+    model = Path(t["checkpoint"]) / "model"
+    dest = out / "confidence_calibration.json"
+    _stage("3b/4 confidence calibration (synthetic training films)")
+    _run("benchmark.confidence", confidence.main,
+         ["--model", str(model), "--train-films", "2", "--test-films", "1", "--shots", "4",
+          "--film-size", str(args.size), "--out", str(dest), "--json", str(out / "logs" / "confidence.json")],
+         out / "logs")
+    return dest
+
+
+def _flags(out: Path) -> dict:
+    """Flagged frames of the coloured episode (colorize's JSON line) and the calibration's rule."""
+    try:
+        c = json.loads((out / "logs" / "colorize.out").read_text().strip().splitlines()[-1])
+        cal = json.loads((out / "logs" / "confidence.json").read_text())
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {"flagged": c.get("flagged"), "model_frames": c.get("colorized"), "flag_psnr_db": cal["flag_psnr_db"],
+            "confidence_test_spearman": cal["test"]["calibrated"]["spearman_expected_vs_psnr"]}
 
 
 def final_summary(summary: dict, result: str) -> str:
@@ -193,6 +224,9 @@ def final_summary(summary: dict, result: str) -> str:
     if "episode_psnr" in summary:
         rows["quality"] = (f"PSNR {summary['episode_psnr']} dB vs {summary['keyframe_copy_psnr']} dB "
                            "copying the keyframe")
+    if "flagged" in summary:
+        rows["flagged"] = (f"{summary['flagged']} of {summary['model_frames']} model-coloured frames "
+                           f"(calibrated: expected PSNR <= {summary['flag_psnr_db']} dB)")
     rows["time"] = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
     rows["review page"] = f"{result}/report.html"
     rows["video"] = f"{result}/episode.mp4"
