@@ -199,8 +199,10 @@ def _calibrate(out: Path, args: argparse.Namespace) -> Path | None:
     dest = out / "confidence_calibration.json"
     _stage("3b/4 confidence calibration (synthetic training films)")
     _run("benchmark.confidence", confidence.main,
+         # shots as long as the episode's (8 per film): the chain distance from the keyframe is
+         # what the calibration maps, and the map is flat beyond the longest fitted shot
          ["--model", str(model), "--train-films", "2", "--test-films", "1", "--shots", "4",
-          "--film-size", str(args.size), "--out", str(dest), "--json", str(out / "logs" / "confidence.json")],
+          "--shot-frames", str(max(2, round(args.seconds * 24 / 8))), "--film-size", str(args.size), "--out", str(dest), "--json", str(out / "logs" / "confidence.json")],
          out / "logs")
     return dest
 
