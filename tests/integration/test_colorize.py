@@ -218,6 +218,9 @@ def test_evaluation_mode_reports_drift(film, tmp_path):
         assert len(m["per_offset"]["psnr"]) == 11 and m["per_offset"]["count"][0] == n_shots
         assert set(m["per_shot"]) == {f"{s['start']:06d}-{s['end']:06d}" for s in film["truth"]["shots"]}
         assert len(list((out / mode / "frames").glob("*.png"))) == n
+        c = m["confidence"]  # issue 10: does confidence find the bad frames (model frames only)
+        assert 0 < c["frames"] <= m["frames"] and c["pixels"] > 0
+        assert -1 <= c["spearman_conf_psnr"] <= 1 and 0 <= c["pixel_auroc_low_conf_vs_large_error"] <= 1
     assert (out / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
