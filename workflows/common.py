@@ -11,7 +11,10 @@ Quiet by default (issue 10, "quiet runs, visible progress"): a job's output is i
 - ``RAY_DATA_DISABLE_PROGRESS_BARS=1`` + ``DataContext.enable_progress_bars = False`` and the
   ``ray.data`` logger at WARNING: no Ray Data progress blocks / "Running Dataset" lines.
 - ``ray.train.LoggingConfig(log_level="WARNING")`` (:func:`train_logging_config`): Ray Train's
-  own INFO lines off on the console (driver and workers, also with ``log_to_driver``).
+  own INFO lines off on its console handler. NOTE: not enough alone: the workers' ``ray``
+  logger handler still prints ``Reporting training result ...`` (seen with a caller's
+  ``ray.init(log_to_driver=True)``, e.g. the test fixture); ``log_to_driver=False`` is what
+  keeps it off the driver's console.
 - ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false``: no artifact download/upload bars;
   ``MLFLOW_LOGGING_LEVEL=ERROR``: no "Creating initial MLflow database tables..." lines nor
   pyfunc-logging notices; mlflow's UserWarnings filtered.

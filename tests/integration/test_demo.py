@@ -18,11 +18,12 @@ def test_demo_runs_every_stage(ray_local, mlflow_client, tmp_path, capsys):
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads([ln for ln in captured.out.splitlines() if ln.startswith('{"out"')][-1])
-    # Quiet by default (issue 10): Ray Train's per-report lines stay off even with the fixture's
-    # log_to_driver=True (RunConfig logging_config), the stages' JSON lines go to OUT/logs/, and
-    # the output ends with where to look.
+    # Quiet by default (issue 10): the stages' JSON lines go to OUT/logs/, no deprecation warning
+    # from our ingest call, and the output ends with where to look. (Worker output is not checked
+    # here: the fixture's ray.init(log_to_driver=True) forwards it; the jobs' own ray.init does
+    # not, see tests/integration/test_quiet_output.py and the README's measured demo output.)
     console = captured.out + captured.err
-    assert "Reporting training result" not in console and "ray_remote_args" not in console
+    assert "ray_remote_args" not in console
     assert (out / "logs" / "train.out").read_text().startswith('{"run_id"')
     assert "report.html" in captured.out.splitlines()[-3] and "mlflow ui" in captured.out.splitlines()[-1]
     assert (out / "confidence_calibration.json").is_file() and "flagged" in summary
