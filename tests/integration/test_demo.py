@@ -24,7 +24,7 @@ def test_demo_runs_every_stage(ray_local, mlflow_client, tmp_path, capsys):
     # not, see tests/integration/test_quiet_output.py and the README's measured demo output.)
     console = captured.out + captured.err
     assert "ray_remote_args" not in console
-    assert (out / "logs" / "train.out").read_text().startswith('{"run_id"')
+    assert json.loads((out / "logs" / "train.out").read_text().strip().splitlines()[-1])["run_id"]
     assert "report.html" in captured.out.splitlines()[-3] and "mlflow ui" in captured.out.splitlines()[-1]
     assert (out / "confidence_calibration.json").is_file() and "flagged" in summary
     episode = summary["episode_frames"]
