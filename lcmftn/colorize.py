@@ -185,9 +185,11 @@ class FrameInfo:
 class ShotColorizer:
     """The state of one shot being coloured: plan, model-resolution inputs, outputs so far.
 
-    ``lineart``: uint8 [H, W] frames (full resolution); ``keyframes``: {index in shot: RGB uint8
+    ``lineart``: uint8 [H, W] frames (full resolution; a list, or a lazy sequence that reads them
+    from the source on demand, so a shot's memory is a window, not its length); ``keyframes``: {index in shot: RGB uint8
     [H, W, 3]} at the same size; ``holds``: bool per frame. Frames go to ``sink`` (full resolution)
-    as soon as they are ready, or are collected in ``self.frames`` when no sink is given."""
+    as soon as they are ready, or are collected in ``self.frames`` when no sink is given;
+    confidence maps of model frames go to ``conf_sink`` (or are kept in ``self.conf_maps``)."""
 
     def __init__(
         self,
@@ -197,10 +199,13 @@ class ShotColorizer:
         holds: Sequence[bool] | np.ndarray | None = None,
         sink: FrameSink | None = None,
         name: str = "shot",
+        conf_sink: Callable[[int, np.ndarray], None] | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
-        self.lineart = list(lineart)
+        # A lazy frame sequence (``lazy = True``: e.g. lcmftn.episode.ShotFrames, which reads a
+        # window of frames from the file) is indexed as needed, never copied into a list.
+        self.lineart = lineart if getattr(lineart, "lazy", False) else list(lineart)
         if not self.lineart:
             raise ValueError(f"{name}: no frames")
         full_hw = self.lineart[0].shape
@@ -214,6 +219,7 @@ class ShotColorizer:
         self.sink = sink
         self.infos: dict[int, FrameInfo] = {}
         self.conf_maps: dict[int, np.ndarray] = {}  # model frames: uint8 [h, w], 255 = sure
+        self.conf_sink = conf_sink  # given: each model frame's map goes there, none is kept
         self._s: dict[int, torch.Tensor] = {}
         self._c: dict[int, torch.Tensor] = {}  # model-resolution colour of done frames
         self._full: dict[int, Future | np.ndarray] = {}  # full-res output kept for later copies
@@ -284,7 +290,11 @@ class ShotColorizer:
         if conf is None:
             conf = line_change_confidence(self._lineart(st.ref), self._lineart(st.target), self.cfg.proxy_blur_px)
         conf_np = conf[0].float().clamp(0, 1).numpy()
-        self.conf_maps[st.target] = np.rint(conf_np * 255).astype(np.uint8)
+        conf_u8 = np.rint(conf_np * 255).astype(np.uint8)
+        if self.conf_sink is None:
+            self.conf_maps[st.target] = conf_u8
+        else:
+            self.conf_sink(st.target, conf_u8)
         key = self._key_of[st.target] = self._key_of.get(st.ref, st.ref)
         change = 1.0 - float(line_change_confidence(self._lineart(key), self._lineart(st.target),
                                                     self.cfg.proxy_blur_px).mean())

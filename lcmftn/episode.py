@@ -11,12 +11,21 @@ Used by ``workflows.colorize`` (DESIGN §2 "colorize") and its benchmarks:
   is resized (same aspect, warning) or rejected, every problem naming the file.
 * :func:`load_shots`: ``--shots`` JSON or shot detection; contiguous ``[start, end)`` ranges.
 * :func:`episode_from_color`: evaluation input, line art synthesised from a colour episode.
+
+Streaming (the colorize job; no process holds the episode):
+
+* :func:`open_source`: a :class:`LineartSource` from metadata only (probe / folder listing).
+* :func:`scan_lineart`: the driver's one pass (one frame in memory): per-frame digests,
+  unreadable frames, the detected shots.
+* :class:`ShotFrames`: a worker's windowed random access to a shot's frames (PyAV seek by frame
+  range, :func:`lcmftn.data.video.iter_video_range`), checked against the planned digests.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,3 +214,281 @@ def episode_from_color(color: list[np.ndarray], method: str, fps: float, source:
     """Evaluation input: line art synthesised (``method`` "xdog" | "canny") from colour frames."""
     lcfg = LineArtConfig(method=method)
     return Episode([extract_lineart(f, lcfg) for f in color], float(fps), str(source))
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: the line art stays in its file; the driver scans it once, workers read their shots
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LineartSource:
+    """Where an episode's line art is, and its metadata; picklable (sent to the workers).
+
+    uri: what the user gave (local path or ``s3://``); local: this driver's copy of it (the path
+    itself for local inputs); kind: ``video`` | ``folder`` | ``memory``; files: a folder's image
+    names in frame order; frames: the normalised frames of a ``memory`` source (evaluation mode)."""
+
+    uri: str
+    local: str
+    kind: str
+    n_frames: int
+    fps: float
+    size_hw: tuple[int, int]
+    files: tuple[str, ...] = ()
+    frames: tuple[np.ndarray, ...] | None = None
+    first_pts: int | None = None  # video: first presentation timestamp (for seeking)
+
+    @property
+    def source(self) -> str:
+        return self.local if self.kind != "memory" else self.uri
+
+
+def open_source(uri: str, local: Path, fps: float | None = None) -> LineartSource:
+    """Metadata only (PyAV probe / folder listing): frame count, rate, size. Nothing decoded but
+    the first frame."""
+    from lcmftn.data.video import (
+        DEFAULT_FOLDER_FPS,
+        VideoReadError,
+        list_image_files,
+        probe_video,
+        read_image,
+        video_first_pts,
+    )
+
+    if local.is_dir():
+        files = list_image_files(local)
+        if not files:
+            raise ValueError(f"--lineart {local}: the folder holds no images")
+        size = None
+        for f in files:  # the first readable image gives the size
+            try:
+                size = read_image(f).shape[:2]
+                break
+            except VideoReadError:
+                continue
+        if size is None:
+            raise ValueError(f"--lineart {local}: no frame could be read")
+        return LineartSource(uri, str(local), "folder", len(files), float(fps or DEFAULT_FOLDER_FPS),
+                             tuple(size), tuple(f.name for f in files))
+    try:
+        info = probe_video(local)
+        first = video_first_pts(local)
+    except VideoReadError as err:
+        raise ValueError(f"--lineart {err}") from err
+    return LineartSource(uri, str(local), "video", info.frames, float(fps or info.fps),
+                         (info.height, info.width), first_pts=first)
+
+
+def memory_source(ep: Episode) -> LineartSource:
+    """An in-memory episode (``--from-color`` evaluation) as a source."""
+    return LineartSource(ep.source, ep.source, "memory", len(ep.lineart), ep.fps, ep.size_hw,
+                         frames=tuple(ep.lineart))
+
+
+_STAGED: dict[str, Path] = {}  # uri -> this process's local copy (one download per worker)
+
+
+def local_path(src: LineartSource) -> Path:
+    """This process's path to the source: the driver's when it exists here (same machine / shared
+    storage), else an ``s3://`` video staged once per process to a temp dir (image folders on s3
+    are read file by file instead, see :func:`iter_raw`)."""
+    if Path(src.local).exists() or not storage.is_s3(src.uri):
+        return Path(src.local)
+    if src.kind == "folder":
+        return Path(src.local)  # not staged: read per file
+    if src.uri not in _STAGED:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="lcmftn-lineart-"))
+        _STAGED[src.uri] = storage.download(src.uri, tmp / src.uri.rsplit("/", 1)[-1])
+    return _STAGED[src.uri]
+
+
+def _read_folder_frame(src: LineartSource, i: int, base: Path) -> np.ndarray:
+    from lcmftn.data.video import read_image
+
+    name = src.files[i]
+    if base.is_dir():
+        return read_image(base / name)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lcmftn-frame-") as tmp:  # s3 folder, other node
+        p = Path(tmp) / name
+        p.write_bytes(storage.read_bytes(storage.join(src.uri, name)))
+        return read_image(p)
+
+
+def iter_raw(src: LineartSource, start: int, end: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    """``(index, raw frame or None, error)`` for frames ``start..end-1``, as decoded (not
+    normalised). A video that stops decoding yields None (with the reason) for the rest."""
+    from lcmftn.data.video import VideoReadError, iter_video_range
+
+    if src.kind == "memory":
+        for i in range(start, end):
+            yield i, src.frames[i], None
+        return
+    base = local_path(src)
+    if src.kind == "folder":
+        for i in range(start, end):
+            try:
+                yield i, _read_folder_frame(src, i, base), None
+            except VideoReadError as err:
+                yield i, None, f"line-art frame {i} ({base / src.files[i]}): {err.reason}"
+        return
+    i = start
+    try:
+        for img in iter_video_range(base, start, end, src.first_pts):
+            yield i, img, None
+            i += 1
+    except VideoReadError as err:
+        for j in range(i, end):
+            yield j, None, f"line-art frame {j} of {src.local}: unreadable ({err.reason})"
+
+
+def _normalise(src: LineartSource, i: int, img: np.ndarray) -> np.ndarray:
+    la = img if src.kind == "memory" else normalize_lineart(img)
+    if la.shape[:2] != tuple(src.size_hw):
+        raise ValueError(f"line-art frame {i} ({src.local}): size {la.shape[1]}x{la.shape[0]} differs "
+                         f"from the first frame's")
+    return la
+
+
+def iter_lineart(src: LineartSource, start: int, end: int) -> Iterator[np.ndarray]:
+    """Normalised line art of frames ``start..end-1`` (uint8 [H, W], 255 = paper), one at a time.
+    Raises ``ValueError`` naming the frame and file for an unreadable frame."""
+    for i, img, err in iter_raw(src, start, end):
+        if img is None:
+            raise ValueError(err)
+        yield _normalise(src, i, img)
+
+
+def frame_digest(la: np.ndarray) -> bytes:
+    """blake2b-128 of a normalised line-art frame (what shot fingerprints are made of)."""
+    import hashlib
+
+    return hashlib.blake2b(la.tobytes(), digest_size=16).digest()
+
+
+@dataclass
+class Scan:
+    """What the driver's one streaming pass over the line art found (O(1) frames held).
+
+    digests: 16 bytes per frame (:func:`frame_digest`); unreadable: frame index -> message;
+    shots: detected ``[start, end)`` ranges (None when not asked for)."""
+
+    digests: bytes
+    unreadable: dict[int, str]
+    shots: list[tuple[int, int]] | None
+
+    def digest(self, i: int) -> bytes:
+        return self.digests[16 * i:16 * (i + 1)]
+
+
+def scan_lineart(src: LineartSource, detect: bool, detector: str = LINEART_DETECTOR,
+                 threshold: float | None = None) -> Scan:
+    """One pass over the line art: per-frame digests, unreadable frames (named) and, with
+    ``detect``, the shot list (:func:`lcmftn.data.shots.detect_shots` fed frame by frame with
+    the decoded frames, as the in-memory job fed it the file). An unreadable frame is replaced,
+    for detection only, by the previous readable one (leading ones by the first readable)."""
+    from lcmftn.data.video import to_rgb
+
+    digests = bytearray()
+    bad: dict[int, str] = {}
+    state: dict = {"prev": None, "lead": 0}
+
+    def frames() -> Iterator[np.ndarray]:
+        for i, img, err in iter_raw(src, 0, src.n_frames):
+            la = None
+            if img is not None:
+                try:
+                    la = _normalise(src, i, img)
+                except ValueError as e:
+                    err = str(e)
+            if la is None:
+                bad[i] = err
+                digests.extend(bytes(16))
+                if state["prev"] is None:
+                    state["lead"] += 1
+                else:
+                    yield state["prev"]
+                continue
+            digests.extend(frame_digest(la))
+            rgb = cv2.cvtColor(la, cv2.COLOR_GRAY2RGB) if src.kind == "memory" else to_rgb(img)
+            for _ in range(state["lead"]):
+                yield rgb
+            state["prev"], state["lead"] = rgb, 0
+            yield rgb
+
+    shots = None
+    if detect:
+        from lcmftn.data.shots import detect_shots
+
+        kwargs = {"detector": detector} | ({"threshold": threshold} if threshold is not None else {})
+        shots = [(int(a), int(b)) for a, b in detect_shots(frames(), fps=src.fps, **kwargs).shots]
+    else:
+        for _ in frames():
+            pass
+    if len(bad) == src.n_frames:
+        raise ValueError(f"--lineart {src.local}: no frame could be read ({next(iter(bad.values()))})")
+    for msg in bad.values():
+        log.error("%s", msg)
+    return Scan(bytes(digests), bad, shots)
+
+
+class ShotFrames:
+    """Random access to frames ``start..end-1`` of a source, holding at most ``window`` frames.
+
+    Forward reads decode on from the current position; a read behind it (backward chains,
+    keyframes in the middle of a shot) seeks once and decodes a window ending at that frame.
+    Every frame is checked against the digest the driver planned with (``digests``), so a
+    source that changed during the run is an error, not silently different pixels."""
+
+    lazy = True  # lcmftn.colorize.ShotColorizer indexes it, never copies it into a list
+
+    def __init__(self, src: LineartSource, start: int, end: int, digests: bytes | None = None,
+                 window: int = 16) -> None:
+        self.src, self.start, self.end = src, int(start), int(end)
+        self.digests, self.window = digests, max(2, int(window))
+        self._cache: dict[int, np.ndarray] = {}
+        self._it: Iterator[np.ndarray] | None = None
+        self._pos = self.start  # next frame the open iterator yields
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        """Frame ``t`` of the shot (0-based)."""
+        i = self.start + int(t)
+        if not self.start <= i < self.end:
+            raise IndexError(f"frame {t} outside the shot's {len(self)} frames")
+        if i in self._cache:
+            return self._cache[i]
+        if self._it is None or i < self._pos or i >= self._pos + 4 * self.window:
+            first = max(self.start, i - self.window + 1) if (self._it is not None and i < self._pos) else i
+            self._open(first)
+        while self._pos <= i:
+            self._put(self._pos, next(self._it))
+            self._pos += 1
+        return self._cache[i]
+
+    def _open(self, first: int) -> None:
+        self.close()
+        self._it, self._pos = iter_lineart(self.src, first, self.end), first
+
+    def _put(self, i: int, la: np.ndarray) -> None:
+        if self.digests is not None:
+            k = i - self.start
+            if frame_digest(la) != self.digests[16 * k:16 * (k + 1)]:
+                raise ValueError(f"line-art frame {i} of {self.src.source} changed since the job was "
+                                 f"planned; rerun the job")
+        self._cache[i] = la
+        while len(self._cache) > self.window:
+            self._cache.pop(max(self._cache, key=lambda j: abs(j - i) * 2 + (j > i)))
+
+    def close(self) -> None:
+        if self._it is not None:
+            self._it.close()
+            self._it = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for t in range(len(self)):
+            yield self[t]

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,12 +31,12 @@ from lcmftn import report as rpt
 from lcmftn.calibration import CALIBRATION_FILE  # confidence hook
 from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
 from lcmftn.data.dataset_format import decode_color_png, encode_png
-from lcmftn.episode import Episode
+from lcmftn.episode import LineartSource, Scan, ShotFrames
 from lcmftn.integrations import storage
 
 log = logging.getLogger("workflows.colorize")  # NOTE: the job's logger name, kept for its users
 
-MARKER_VERSION = 1
+MARKER_VERSION = 2
 
 
 def shot_id(start: int, end: int) -> str:
@@ -70,78 +70,130 @@ def fingerprint(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
-def plan_jobs(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
+def plan_jobs(scan: Scan, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
               rs: RunSettings, common_fp: str) -> tuple[list[dict], list[dict]]:
     """(jobs to run, records of shots left out). A job's ``fingerprint`` covers every input
-    that decides its pixels: the model and settings (``common_fp``), its line art, its keys."""
+    that decides its pixels: the model and settings (``common_fp``), its line art (the frames'
+    digests from the driver's scan, :func:`lcmftn.episode.scan_lineart`), its keys. A job holds
+    no frames: the worker reads them from the source."""
     jobs, left_out = [], []
     key_idx = sorted(keyframes)
     for start, end in shots:
         sid = shot_id(start, end)
         rec = {"id": sid, "start": start, "end": end}
-        bad = [ep.unreadable[i] for i in range(start, end) if i in ep.unreadable]
+        bad = [scan.unreadable[i] for i in range(start, end) if i in scan.unreadable]
         if bad:
             left_out.append(rec | {"status": "failed", "reason": f"{len(bad)} unreadable frame(s): " + "; ".join(bad[:3])})
             continue
-        la = ep.lineart[start:end]
+        digests = scan.digests[16 * start:16 * end]
         keys = {i - start: keyframes[i] for i in key_idx if start <= i < end}
-        off, borrowed = 0, None
+        off, borrowed, head = 0, None, b""
         if not keys:
             if not (rs.borrow_keyframes and key_idx):
                 hint = "" if rs.borrow_keyframes else " (add one to --refs, or pass --borrow-keyframes)"
                 left_out.append(rec | {"status": "skipped", "reason": f"no keyframe in frames {start}..{end - 1}{hint}"})
                 continue
             borrowed = min(key_idx, key=lambda i: (start - i if i < start else i - end + 1, i))
-            la = [ep.lineart[borrowed], *la]
+            head = scan.digest(borrowed)
             keys, off = {0: keyframes[borrowed]}, 1
-        fp = fingerprint(common_fp, sid, *(f.tobytes() for f in la), *(f"{k}".encode() + keys[k].tobytes() for k in sorted(keys)))
-        jobs.append(rec | {"lineart": np.stack(la), "keyframes": keys, "offset": off,
-                           "borrowed_from": borrowed, "fingerprint": fp})
+        fp = fingerprint(common_fp, sid, head, digests, *(f"{k}".encode() + keys[k].tobytes() for k in sorted(keys)))
+        jobs.append(rec | {"keyframes": keys, "offset": off, "borrowed_from": borrowed, "fingerprint": fp,
+                           "digests": digests, "borrowed_digest": head})
     return jobs, left_out
 
 
-def colorize_jobs(system, jobs: list[dict], settings: dict) -> Iterator[dict]:
-    """Colour shot jobs in lockstep; yield one result per shot as soon as it is finished.
+class _Prefixed:
+    """A borrowed keyframe's drawing followed by the shot's frames (``ShotFrames``)."""
 
-    job: ``{"id", "start", "end", "lineart": uint8 [T, H, W], "keyframes": {i: RGB}, "offset"}``
-    (``offset`` 1: frame 0 of ``lineart`` is a borrowed keyframe's drawing, not output).
-    result: ``{"id", "frames": {episode index: PNG}, "confidence": {index: PNG}, "stats"}``."""
-    from lcmftn.data.holds import detect_holds
+    lazy = True
+
+    def __init__(self, first: np.ndarray, rest: ShotFrames) -> None:
+        self.first, self.rest = first, rest
+
+    def __len__(self) -> int:
+        return len(self.rest) + 1
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.first if t == 0 else self.rest[t - 1]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield self.first
+        yield from self.rest
+
+
+def _shot_frames(src: LineartSource, job: dict, window: int) -> tuple[ShotFrames, ShotFrames | _Prefixed]:
+    reader = ShotFrames(src, job["start"], job["end"], job["digests"], window)
+    if not job["offset"]:
+        return reader, reader
+    b = int(job["borrowed_from"])
+    first = ShotFrames(src, b, b + 1, job["borrowed_digest"])[0]
+    return reader, _Prefixed(first, reader)
+
+
+def colorize_jobs(system, jobs: list[dict], settings: dict, src: LineartSource, out_uri: str,
+                  on_frames: Callable[[int], None] | None = None) -> Iterator[dict]:
+    """Colour shot jobs in lockstep, reading each shot's line art from ``src`` and writing its
+    frames, confidence maps and review line art straight to ``out_uri``; yield one small result
+    per shot as soon as all its files are written (the caller writes the marker, last).
+    ``on_frames(n)``: called after each output frame is written (``n`` = 1; from the writing
+    thread, so it must be thread-safe): a progress hook.
+
+    job: ``{"id", "start", "end", "keyframes": {i: RGB}, "offset", "digests", ...}`` (``offset``
+    1: frame 0 is a borrowed keyframe's drawing, not output). result: ``{"id", "written"
+    (episode indices of the frames written), "stats"}``. Memory: per shot in flight, a window
+    of line-art frames (``settings["window"]``) and the model-resolution references its plan
+    still needs (chain: the previous frame; holds: the previous drawing's ink map)."""
+    from lcmftn.data.holds import HoldConfig, _held, ink_map
 
     cfg = ColorizeConfig(**settings["colorize"])
+    out = Output(out_uri)
+    window = int(settings.get("window", 16))
     outputs: dict[str, dict] = {}
-    shots: list[ShotColorizer] = []
-    for job in jobs:
-        frames: dict[int, bytes] = {}
-        off, start = int(job["offset"]), int(job["start"])
 
-        def sink(t: int, rgb: np.ndarray, kind: str, frames=frames, off=off, start=start) -> None:
-            if t >= off:
-                frames[start + t - off] = encode_png(rgb)
+    def shots() -> Iterator[ShotColorizer]:  # built lazily: the scheduler pulls B at a time
+        for job in jobs:
+            off, start = int(job["offset"]), int(job["start"])
+            reader, seq = _shot_frames(src, job, window)
+            holds = np.zeros(len(seq), bool)
+            prev = None
+            for t, la in enumerate(seq):  # pre-pass: holds, digests checked, review line art
+                if settings["holds"]:
+                    ink = ink_map(la, HoldConfig())
+                    holds[t] = prev is not None and _held(prev, ink, HoldConfig())
+                    prev = ink
+                if t >= off:
+                    for rel, png in rpt.lineart_files({start + t - off: la}, start + t - off, start + t - off + 1):
+                        out.write(rel, png)
+            if off:
+                holds[:off + 1] = False  # the borrowed drawing is never "the same drawing"
+            written: list[int] = []
 
-        la = list(job["lineart"])
-        holds = detect_holds(la) if settings["holds"] else np.zeros(len(la), bool)
-        if off:
-            holds[:off + 1] = False  # the borrowed drawing is never "the same drawing"
-        shots.append(ShotColorizer(la, job["keyframes"], cfg, holds, sink=sink, name=job["id"]))
-        outputs[job["id"]] = {"job": job, "frames": frames}
+            def sink(t: int, rgb: np.ndarray, kind: str, off=off, start=start, written=written) -> None:
+                if t >= off:
+                    out.write(f"frames/{rpt.frame_name(start + t - off)}", encode_png(rgb))
+                    written.append(start + t - off)
+                    if on_frames is not None:
+                        on_frames(1)  # progress hook
+
+            def conf_sink(t: int, m: np.ndarray, off=off, start=start) -> None:
+                if t >= off:
+                    out.write(f"confidence/{rpt.frame_name(start + t - off)}", encode_png(m))
+
+            outputs[job["id"]] = {"job": job, "written": written, "reader": reader}
+            yield ShotColorizer(seq, job["keyframes"], cfg, holds, sink=sink, name=job["id"], conf_sink=conf_sink)
+
     amp = {"bf16": "bfloat16", "fp16": "float16"}.get(settings.get("amp") or "")
     import torch
 
     sched = LockstepScheduler(system, batch_size=settings["batch_size"], device=settings["device"],
                               finalize_threads=settings.get("finalize_threads", 0),
                               amp_dtype=getattr(torch, amp) if amp else None)
-    for sh in sched.iter_run(shots):
-        out = outputs.pop(sh.name)
-        job = out["job"]
-        off, start = int(job["offset"]), int(job["start"])
-        yield {
-            "id": job["id"],
-            "frames": out["frames"],
-            "confidence": {start + t - off: encode_png(m) for t, m in sh.conf_maps.items()
-                           if t >= off and sh.infos[t].kind == "model"},
-            "stats": episode_stats(sh.stats(), start, off, job.get("borrowed_from")),
-        }
+    for sh in sched.iter_run(shots()):
+        o = outputs.pop(sh.name)
+        o["reader"].close()
+        job = o["job"]
+        yield {"id": job["id"], "written": sorted(o["written"]),
+               "stats": episode_stats(sh.stats(), int(job["start"]), int(job["offset"]), job.get("borrowed_from"))}
 
 
 def episode_stats(stats: dict, start: int, off: int, borrowed: int | None = None) -> dict:
@@ -189,10 +241,13 @@ def split_jobs(jobs: list[dict], n: int) -> list[list[dict]]:
     """Longest-first greedy partition of jobs over ``n`` actors by frame count."""
     groups: list[list[dict]] = [[] for _ in range(n)]
     load = [0] * n
-    for j in sorted(jobs, key=lambda j: -len(j["lineart"])):
+    def frames(j: dict) -> int:
+        return int(j["end"]) - int(j["start"]) + int(j.get("offset", 0))
+
+    for j in sorted(jobs, key=lambda j: -frames(j)):
         k = load.index(min(load))
         groups[k].append(j)
-        load[k] += len(j["lineart"])
+        load[k] += frames(j)
     for g in groups:  # colour in episode order within an actor (nicer progress)
         g.sort(key=lambda j: j["start"])
     return [g for g in groups if g]
@@ -220,13 +275,13 @@ class EpisodeRun:
         return {j["id"]: j for j in self.jobs}
 
 
-def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
+def plan_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
                  out_uri: str, model_files: dict[str, bytes], rs: RunSettings, device: str,
                  warnings: list[str] | None = None, errors: list[str] | None = None) -> EpisodeRun:
     """Settings, fingerprints and jobs of a run on ``device``; shots whose marker in ``out_uri``
     carries the same fingerprint are recorded as resumed, the others are pending."""
     out = Output(out_uri)
-    warnings, errors = list(warnings or []), list(errors or []) + list(ep.unreadable.values())
+    warnings, errors = list(warnings or []), list(errors or []) + list(scan.unreadable.values())
     meta = json.loads(model_files["meta.json"])
     from lcmftn.models.registry import multiple_of
 
@@ -234,10 +289,11 @@ def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tupl
                          low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction,
                          calibration_json=model_files.get(CALIBRATION_FILE, b"").decode())  # confidence hook
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
-    model_size(*ep.size_hw, rs.size, cfg.multiple_of, source=ep.source)  # limits, before any allocation
+    model_size(*src.size_hw, rs.size, cfg.multiple_of, source=src.source)  # limits, before any allocation
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)
     settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": batch_size,
                 "device": device, "amp": rs.amp}
+    # NOTE: MARKER_VERSION 2: fingerprints hash per-frame digests (streaming), not frame bytes.
     # NOTE: the fingerprint holds the batch size and device: padded batches make results
     # independent of batch *composition*, not of the batch size or the hardware.
     # NOTE: the library version is in it too, but not every code change: after upgrading the
@@ -246,7 +302,7 @@ def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tupl
 
     common_fp = fingerprint(model_files["model.safetensors"], json.dumps(settings, sort_keys=True),
                             str(MARKER_VERSION), lcmftn.__version__)
-    jobs, records = plan_jobs(ep, keyframes, shots, rs, common_fp)
+    jobs, records = plan_jobs(scan, keyframes, shots, rs, common_fp)
     for r in records:
         log.warning("shot %s left out: %s", r["id"], r["reason"])
     pending = []
@@ -262,19 +318,13 @@ def plan_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tupl
     return EpisodeRun(out, cfg, settings, meta, jobs, pending, records, warnings, errors)
 
 
-def write_shot(run: EpisodeRun, res: dict, ep: Episode) -> dict:
-    """Write one finished shot (frames, confidence maps, its line art for the review page, then
-    its marker: manifest-last); returns and records its record."""
+def write_shot(run: EpisodeRun, res: dict) -> dict:
+    """Record one shot whose files a worker wrote (frames, confidence maps, review line art):
+    check it wrote every frame, then write its marker (manifest-last); returns the record."""
     out, job = run.out, run.by_id[res["id"]]
-    for i, png in sorted(res["frames"].items()):
-        out.write(f"frames/{rpt.frame_name(i)}", png)
-    for i, png in sorted(res["confidence"].items()):
-        out.write(f"confidence/{rpt.frame_name(i)}", png)
-    for rel, png in rpt.lineart_files(ep.lineart, job["start"], job["end"]):
-        out.write(rel, png)
     expected = set(range(job["start"], job["end"]))
-    if set(res["frames"]) != expected:
-        raise RuntimeError(f"shot {job['id']}: got frames {sorted(set(res['frames']) ^ expected)[:5]} wrong")
+    if set(res["written"]) != expected:
+        raise RuntimeError(f"shot {job['id']}: got frames {sorted(set(res['written']) ^ expected)[:5]} wrong")
     rec = {"id": job["id"], "start": job["start"], "end": job["end"], "status": "done",
            "borrowed_from": job["borrowed_from"], "fingerprint": job["fingerprint"]} | res["stats"]
     if job["borrowed_from"] is not None:
@@ -284,18 +334,27 @@ def write_shot(run: EpisodeRun, res: dict, ep: Episode) -> dict:
     return rec
 
 
-def finish_episode(run: EpisodeRun, ep: Episode, shots: list[tuple[int, int]], rs: RunSettings,
-                   job_info: dict, written: int, elapsed: float) -> dict:
-    """``OUT/episode.mp4`` + ``OUT/report.json`` / ``report.html``; returns the report."""
+def encode_episode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done: set[str]) -> int:
+    """``OUT/episode.mp4`` from the frames on disk, in order (one frame in memory at a time;
+    the colorize job runs it as one Ray task). Returns the frame count."""
+    out = Output(out_uri)
+    return out.write_video("episode.mp4", episode_frames(src, out, shots, done), src.fps)
+
+
+def finish_episode(run: EpisodeRun, src: LineartSource, shots: list[tuple[int, int]], rs: RunSettings,
+                   job_info: dict, written: int, elapsed: float, n_video: int | None = None) -> dict:
+    """``OUT/episode.mp4`` (unless already encoded: ``n_video``) + ``OUT/report.json`` /
+    ``report.html``; returns the report."""
     out, records = run.out, run.records
     records.sort(key=lambda r: r["start"])
     done = {r["id"] for r in records if r["status"] == "done"}
-    n_video = out.write_video("episode.mp4", episode_frames(ep, out, shots, done), ep.fps)
+    if n_video is None:
+        n_video = encode_episode(src, out.uri, shots, done)
     pending_ids = {j["id"] for j in run.pending}
     report = rpt.summarize(job_info | {"mode": rs.mode, "size": rs.size, "batch_size": run.settings["batch_size"],
                                        "device": run.settings["device"],
-                                       "model_size_hw": list(model_size(*ep.size_hw, rs.size, run.cfg.multiple_of)),
-                                       "system": run.meta.get("system"), "fps": ep.fps},
+                                       "model_size_hw": list(model_size(*src.size_hw, rs.size, run.cfg.multiple_of)),
+                                       "system": run.meta.get("system"), "fps": src.fps},
                            records, run.warnings, run.errors,
                            extra={"video": "episode.mp4", "video_frames": n_video,
                                   "review": {"lineart": f"{rpt.LINEART_DIR}/"},
@@ -307,13 +366,32 @@ def finish_episode(run: EpisodeRun, ep: Episode, shots: list[tuple[int, int]], r
     return report
 
 
-def episode_frames(ep: Episode, out: Output, shots: list[tuple[int, int]], done: set[str]) -> Iterator[np.ndarray]:
-    """The episode's frames for the video: coloured ones of done shots, else the line art."""
+def episode_frames(src: LineartSource, out: Output, shots: list[tuple[int, int]], done: set[str]) -> Iterator[np.ndarray]:
+    """The episode's frames for the video: coloured ones of done shots, else the line art read
+    from the source (an unreadable frame shows the previous readable one, else white paper)."""
+    from lcmftn.episode import _normalise, iter_raw
+
+    prev = None
     for start, end in shots:
         ok = shot_id(start, end) in done
-        for i in range(start, end):
+        for i, img, _err in iter_raw(src, start, end) if not ok else ((i, None, None) for i in range(start, end)):
             data = out.read(f"frames/{rpt.frame_name(i)}") if ok else None
-            yield decode_color_png(data) if data else cv2.cvtColor(ep.lineart[i], cv2.COLOR_GRAY2RGB)
+            if data is not None:
+                yield decode_color_png(data)
+                continue
+            if ok:  # a done shot lost a frame: show its line art, say so
+                log.error("%s: missing although its shot is done; the video shows its line art",
+                          out.path(f"frames/{rpt.frame_name(i)}"))
+                _, img, _err = next(iter_raw(src, i, i + 1))
+            la = _normalise(src, i, img) if img is not None else prev
+            prev = la if la is not None else prev
+            yield _gray_rgb(la, src)
+
+
+def _gray_rgb(la: np.ndarray | None, src: LineartSource) -> np.ndarray:
+    if la is None:
+        la = np.full(tuple(src.size_hw), 255, np.uint8)
+    return cv2.cvtColor(la, cv2.COLOR_GRAY2RGB)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Progress bars and end-of-run summaries for the jobs' default (quiet) output (pure, no Ray).
 
 Issue 10 ("quiet runs, visible progress"): a job shows one bar per stage (frames decoded, steps
-trained, shots coloured) and a short summary; everything else is behind ``-v``.
+trained, frames coloured) and a short summary; everything else is behind ``-v``.
 
 - On a TTY the bar redraws one line in place (``\\r``), at most every ``min_interval_s``.
 - Elsewhere (a log file, a pipe, CI) it prints a *few* plain lines, never one per item: the

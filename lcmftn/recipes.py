@@ -145,6 +145,32 @@ def _cpu_small() -> TrainConfig:
     )
 
 
+def _cpu_quality() -> TrainConfig:
+    # The winner of the issue-12 CPU comparison (lcmftn-ours, README "CMFT kernels ...") trained
+    # for the evaluated intervals on 2 CPU cores in <= 45 min: 24 x 100 steps x batch 4 at the
+    # measured ~1.06 s/step (64 px, 1 process, 2 shared cores) ~ 42 min. The window spans 20
+    # frame intervals (width 21): the protocol evaluates intervals 1..40 (strides 1/5/10 x
+    # positions 1-4), the paper trains with width 40; 21 keeps enough pairs in 48-frame shots
+    # (28 windows per shot at stride 1) and covers the stride-10 step (>= 10).
+    # No VGG offline (as cpu-small): L1 only; TCVC's content/style off.
+    return TrainConfig(
+        recipe="cpu-quality",
+        system="lcmftn-ours",
+        model_size="small",
+        image_size_px=64,
+        batch_size_per_worker=4,
+        epochs=24,
+        steps_per_epoch=100,
+        window=WindowConfig(width_frames=21, stride_frames=1),
+        loss=LossConfig(lambda_l1=10.0, lambda_vgg=0.0, vgg_weights="none",
+                        lambda_content=0.0, lambda_style=0.0),
+        optim=OptimConfig(lr=5e-4),
+        val=ValConfig(val_fraction=0.2, every_epochs=4, strides_frames=(1, 5, 10),
+                      max_sequences_per_stride=16),
+        log_every_steps=20,
+    )
+
+
 def _paper_256() -> TrainConfig:
     return TrainConfig(
         recipe="paper-256",
@@ -165,6 +191,7 @@ def _paper_256() -> TrainConfig:
 RECIPES: dict[str, typing.Callable[[], TrainConfig]] = {
     "smoke": _smoke,
     "cpu-small": _cpu_small,
+    "cpu-quality": _cpu_quality,
     "paper-256": _paper_256,
 }
 

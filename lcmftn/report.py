@@ -91,16 +91,11 @@ ERROR_FULL_SCALE = 64
 
 
 def _png(img: Any) -> bytes:
-    import cv2
     import numpy as np
 
-    arr = np.asarray(img)
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
+    from lcmftn.data.dataset_format import encode_png
+
+    return encode_png(np.asarray(img))
 
 
 def lineart_files(lineart: Sequence[Any], start: int, end: int) -> Iterator[tuple[str, bytes]]:

@@ -49,6 +49,30 @@ class JobSpec:
     (picklable; a Ray worker's or Tune trial's env is fixed when its raylet starts)."""
     storage_fs: Any = None
     """Same for an ``s3://`` storage path."""
+    data_path: str = "memory"
+    """Where workers get frames: ``memory`` (each loads every PNG) or ``stream`` (Ray Data)."""
+    frames_per_block: int = 0
+    """Streamed/scheduled reading unit in frames (0: ``lcmftn.data.schedule`` default)."""
+    checkpoint_every_steps: int = 0
+    """Mid-epoch checkpoints every N steps (0: at epoch ends only)."""
+    stream_cpus_per_task: float = 0.5
+    """CPUs of each Ray Data read/decode task on the stream path."""
+
+
+DATA_PATH_CHOICES = ("auto", "memory", "stream")
+DEFAULT_DATA_MEMORY_BUDGET_MB = 2048
+
+
+def choose_data_path(choice: str, data_bytes: int, budget_mb: float) -> str:
+    """``auto``: ``stream`` when the dataset's PNG bytes (what every in-memory worker would hold)
+    exceed ``budget_mb`` MiB, else ``memory`` (no Ray Data start-up per pass; same batches)."""
+    if choice not in DATA_PATH_CHOICES:
+        raise BadInput(f"--data-path must be one of {DATA_PATH_CHOICES}, got {choice!r}")
+    if budget_mb <= 0:
+        raise BadInput(f"--data-memory-budget-mb must be > 0, got {budget_mb}")
+    if choice != "auto":
+        return choice
+    return "stream" if data_bytes > budget_mb * 2**20 else "memory"
 
 
 def resolve_config(recipe_name: str, model: str | None, overrides: list[str]) -> TrainConfig:
@@ -88,16 +112,30 @@ def resolve_config(recipe_name: str, model: str | None, overrides: list[str]) ->
     return cfg
 
 
-def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
+def _verify_shards(uri: str, fs, paths: list[str]) -> None:
+    """Every PNG's CRC-32, shard by shard (one shard in memory at a time), before Ray starts:
+    corrupt frames are a deterministic error, a named exit 2, never a Ray retry."""
+    from lcmftn.data import dataset_format as fmt
+
+    corrupt = []
+    for path in paths:
+        try:
+            fmt.read_shard(path, fs)
+        except fmt.CorruptFrameError as e:
+            corrupt += e.frames
+        except OSError as e:
+            raise BadInput(f"dataset {uri}: {e}") from e
+    if corrupt:
+        raise BadInput(f"dataset {uri}: {fmt.CorruptFrameError(corrupt)}")
+
+
+def check_dataset(uri: str, cfg: TrainConfig,
+                  verify: bool = True) -> tuple[dict, dict[str, int]]:
     """Fail fast on a missing, unreachable or empty dataset, or one too small for ``cfg``.
 
-    Reads the manifest and the committed shards' small columns only (no images) and counts
-    shots, validation shots and training pairs exactly as the workers will sample them.
-    Returns ``(manifest, counts)``."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    Reads the manifest and the committed shards' small columns and counts
+    shots, validation shots and training pairs exactly as the workers will sample them; with
+    ``verify``, every frame's checksum too, one shard at a time. Returns ``(manifest, counts)``."""
     from lcmftn.data import dataset as ds
     from lcmftn.data.pairs import sample_window_pairs
     from lcmftn.integrations import storage
@@ -119,31 +157,20 @@ def check_dataset(uri: str, cfg: TrainConfig) -> tuple[dict, dict[str, int]]:
         failed = {k: v.get("reason") for k, v in films.items() if v.get("status") != "ok"}
         raise BadInput(f"dataset {uri}: empty (no committed film in {ds.MANIFEST_NAME}"
                        + (f"; failed films: {failed}" if failed else "") + ")")
-    cols = ["film", "shot", "frame", "hold"]
-    tables = []
-    for path in paths:
-        try:
-            tables.append(pq.read_table(path, filesystem=fs, columns=cols))
-        except Exception as e:
-            raise BadInput(f"dataset {uri}: cannot read shard {path}: {e}") from e
-    table = pa.concat_tables(tables).sort_by([(c, "ascending") for c in cols[:3]])
-    if table.num_rows == 0:
+    try:
+        scan = ds.scan_shots(uri)
+    except OSError as e:
+        raise BadInput(f"dataset {uri}: {e}") from e
+    if verify:  # reads every shard once; workers verify again on read either way
+        _verify_shards(uri, fs, paths)
+    clips = list(scan.shots)
+    if not clips:
         raise BadInput(f"dataset {uri}: the committed shards hold no frames")
-    keys = list(zip(table["film"].to_pylist(), table["shot"].to_pylist(), strict=True))
-    holds = np.asarray(table["hold"].to_pylist(), dtype=bool)
-    frames = np.asarray(table["frame"].to_pylist(), dtype=np.int32)
-    clips, start = [], 0
-    for i in range(1, len(keys) + 1):  # same grouping as dataset.shots_from_table, no images
-        if i == len(keys) or keys[i] != keys[start]:
-            h = holds[start:i].copy()
-            h[0] = False
-            clips.append(ds.ShotClip(keys[start][0], int(keys[start][1]), frames[start:i], [], [],
-                                     h, 0, 0))
-            start = i
     train, val = ds.split_shots(clips, cfg.val.val_fraction, seed=cfg.seed)
     pairs = sum(len(sample_window_pairs(len(c), cfg.window, holds=c.holds)) for c in train)
     counts = {"shots": len(clips), "train_shots": len(train), "val_shots": len(val),
-              "train_pairs": pairs, "frames": table.num_rows}
+              "train_pairs": pairs, "frames": scan.shots.num_frames,
+              "data_bytes": scan.shard_bytes}
     if cfg.val.val_fraction > 0 and not val:
         raise BadInput(f"dataset {uri}: {len(clips)} shot(s); validation holds out whole "
                        "shots, so at least 2 are needed (or --set val.val_fraction=0)")
@@ -168,20 +195,27 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
               workers: int, gpus_per_worker: float, cpus_per_worker: float | None,
               run_name: str | None, storage: str, experiment: str, register_as: str | None,
               max_failures: int, kill_worker_at_step: int = 0,
-              threads_per_worker: int = 0) -> JobSpec:
+              threads_per_worker: int = 0, data_path: str = "auto",
+              data_memory_budget_mb: float = DEFAULT_DATA_MEMORY_BUDGET_MB,
+              frames_per_block: int = 0, checkpoint_every_steps: int = 0,
+              stream_cpus_per_task: float = 0.5, verify_data: bool = True) -> JobSpec:
     """Check everything and resolve defaults; raises ``BadInput`` before Ray is touched."""
     from lcmftn.integrations import storage as st
 
     if workers < 1:
         raise BadInput(f"--workers must be >= 1, got {workers}")
     cfg = resolve_config(recipe_name, model, overrides)
-    manifest, counts = check_dataset(data, cfg)
+    manifest, counts = check_dataset(data, cfg, verify=verify_data)
     need = workers * cfg.batch_size_per_worker
     if counts["train_pairs"] < need:
         raise BadInput(f"dataset {data}: {counts['train_pairs']} training pairs (window "
                        f"{cfg.window.width_frames}/{cfg.window.stride_frames} over "
                        f"{counts['train_shots']} shots); {workers} worker(s) x batch "
                        f"{cfg.batch_size_per_worker} need at least {need}")
+    path = choose_data_path(data_path, counts["data_bytes"], data_memory_budget_mb)
+    if frames_per_block < 0 or checkpoint_every_steps < 0 or stream_cpus_per_task <= 0:
+        raise BadInput("--frames-per-block and --checkpoint-every-steps must be >= 0, "
+                       "--stream-cpus-per-task > 0")
     check_storage(storage)
     if cpus_per_worker is None:
         cpus_per_worker = 1.0 if gpus_per_worker > 0 else 0.5
@@ -195,6 +229,8 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
         kill_worker_at_step=kill_worker_at_step, threads_per_worker=threads_per_worker,
         data_fs=st.filesystem_for(data)[0] if st.is_s3(data) else None,
         storage_fs=st.filesystem_for(storage)[0] if st.is_s3(storage) else None,
+        data_path=path, frames_per_block=frames_per_block,
+        checkpoint_every_steps=checkpoint_every_steps, stream_cpus_per_task=stream_cpus_per_task,
     )
 
 
@@ -214,6 +250,8 @@ def run_params(spec: JobSpec) -> dict[str, Any]:
         **{f"data.{k}": v for k, v in spec.counts.items()},
         "vgg_source": losses.vgg_source(spec.cfg.loss, spec.cfg.system),
         "e_i_source": spec.cfg.e_i_weights or "off (no E_I weights given)",
+        "data.path": spec.data_path,
+        "data.frames_per_block": spec.frames_per_block,
         "cluster.workers": spec.workers,
         "cluster.gpus_per_worker": spec.gpus_per_worker,
         "cluster.cpus_per_worker": spec.cpus_per_worker,
@@ -230,7 +268,10 @@ def loop_config(spec: JobSpec, tracking_uri: str | None, run_id: str | None) -> 
                  "marker": tempfile.mkdtemp(prefix="fault-") + "/killed"}
     return {"cfg": asdict(spec.cfg), "data_uri": spec.data_uri, "data_fs": spec.data_fs,
             "tracking_uri": tracking_uri, "run_id": run_id, "fault": fault,
-            "threads_per_worker": spec.threads_per_worker}
+            "threads_per_worker": spec.threads_per_worker, "data_path": spec.data_path,
+            "frames_per_block": spec.frames_per_block,
+            "checkpoint_every_steps": spec.checkpoint_every_steps,
+            "stream_cpus_per_task": spec.stream_cpus_per_task}
 
 
 def checkpoint_uri(spec: JobSpec, checkpoint) -> str:
@@ -249,7 +290,7 @@ def summary_line(spec: JobSpec, run_id: str, result, model_uri: str | None,
         "system": spec.cfg.system, "recipe": spec.cfg.recipe,
         "checkpoint": checkpoint_uri(spec, result.checkpoint), "model_uri": model_uri,
         "model_version": version, "epoch": m.get("epoch"), "step": m.get("step"),
-        "start_epoch": m.get("start_epoch"), "val_psnr": m.get("val_psnr"),
+        "start_epoch": m.get("start_epoch"), "start_step": m.get("start_step"), "val_psnr": m.get("val_psnr"),
         "val_ssim": m.get("val_ssim"), "copyref_psnr": m.get("copyref_psnr"),
         "samples_per_s": m.get("samples_per_s"), "workers": spec.workers,
         "seconds": round(seconds, 1),

@@ -59,6 +59,7 @@ class TrainState:
     g_loss: Callable[..., tuple[torch.Tensor, dict[str, float]]]
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps completed (this process)
+    epoch_step: int = 0  # steps completed in the current epoch (a mid-epoch checkpoint's place)
     generator_rng: torch.Generator = field(default_factory=torch.Generator)
 
     @property
@@ -246,6 +247,7 @@ def run_epoch(state: TrainState, batches: Iterable[Mapping[str, torch.Tensor]],
         if before_step is not None:
             before_step(state.step)
         losses_now = train_step(state, batch)
+        state.epoch_step += 1
         steps += 1
         samples += int(batch["s_n"].shape[0])
         for k, v in losses_now.items():
@@ -307,7 +309,7 @@ def save_training_checkpoint(state: TrainState, directory: str | Path,
     ckpt_io.save_checkpoint(directory / MODEL_SUBDIR, state.bare_generator, state.cfg.system,
                             model_config_dict(state), extra=meta_extra)
     train_state = {
-        "epoch": state.epoch, "step": state.step,
+        "epoch": state.epoch, "step": state.step, "epoch_step": state.epoch_step,
         "opt_g": state.opt_g.state_dict(),
         "rng": state.generator_rng.get_state(),
     }
@@ -318,7 +320,8 @@ def save_training_checkpoint(state: TrainState, directory: str | Path,
     torch.save(train_state, tmp)
     tmp.replace(directory / TRAIN_STATE_FILE)
     tmp = directory / "progress.json.tmp"
-    tmp.write_text(json.dumps({"epoch": state.epoch, "step": state.step}))
+    tmp.write_text(json.dumps({"epoch": state.epoch, "step": state.step,
+                               "epoch_step": state.epoch_step}))
     tmp.replace(directory / "progress.json")
     return directory
 
@@ -343,6 +346,7 @@ def load_training_checkpoint(state: TrainState, directory: str | Path) -> None:
         state.opt_d.load_state_dict(ts["opt_d"])
     state.generator_rng.set_state(ts["rng"])
     state.epoch, state.step = int(ts["epoch"]), int(ts["step"])
+    state.epoch_step = int(ts.get("epoch_step", 0))  # 0: an end-of-epoch checkpoint
 
 
 # ----------------------------------------------------------------------------- plain loop
@@ -375,6 +379,37 @@ def epoch_batches(make_loader: Callable[[int], Iterable[Any]], steps: int) -> It
         if not steps:
             return
         rep += 1
+
+
+def scheduled_batches(make_pass: Callable[[int, int], Iterable[Any]],
+                      pass_batches: Callable[[int], int], steps: int,
+                      skip: int = 0) -> Iterator[Any]:
+    """Batches of one epoch from passes of known lengths, resumable.
+
+    ``make_pass(rep, skip)`` yields pass ``rep``'s batches without its first ``skip``;
+    ``pass_batches(rep)`` is that pass's length. One pass when ``steps`` is 0, else exactly
+    ``steps`` batches over passes 0, 1, ... (fresh shuffles). ``skip``: batches of this epoch
+    already trained on (a mid-epoch checkpoint), skipped without being read."""
+    if pass_batches(0) < 1:
+        raise ValueError("the training data gave no batch (fewer pairs than the batch size?)")
+    total = steps or pass_batches(0)
+    rep, inner = 0, skip
+    while inner and inner >= pass_batches(rep):
+        if pass_batches(rep) < 1:
+            raise ValueError(f"pass {rep} of the training data gives no batch")
+        inner -= pass_batches(rep)
+        rep += 1
+    produced = skip
+    while produced < total:
+        before = produced
+        for batch in make_pass(rep, inner):
+            yield batch
+            produced += 1
+            if produced >= total:
+                return
+        if produced == before:
+            raise ValueError(f"pass {rep} of the training data gave no batch")
+        rep, inner = rep + 1, 0
 
 
 def _loader(dataset: Any, cfg: TrainConfig, epoch: int, num_workers: int = 0):
@@ -416,6 +451,7 @@ def train_single_process(cfg: TrainConfig, train_data: Any,
         stats = run_epoch(state, _loader(train_data, cfg, state.epoch, num_loader_workers),
                           cfg.steps_per_epoch, on_step=on_step)
         state.epoch += 1
+        state.epoch_step = 0
         row = {"epoch": state.epoch, "step": state.step, "samples_per_s": stats.samples_per_s,
                **stats.mean_losses}
         last = state.epoch == cfg.epochs

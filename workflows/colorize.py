@@ -9,22 +9,23 @@
 Pipeline (DESIGN §2 "colorize"). This module is the Ray glue only: the per-shot logic is
 :mod:`lcmftn.colorize`, the inputs :mod:`lcmftn.episode`, planning / fingerprints / the worker /
 the output folder :mod:`lcmftn.jobs`, evaluation scoring :mod:`lcmftn.evaluation`.
-1. The driver reads the line art (video or image folder, local or s3://; any convention,
-   :func:`normalize_lineart`), the keyframes (images named by frame index), the shot list
-   (:func:`detect_shots` on the line art, or ``--shots``) and the model (``models:/``, ``runs:/``,
-   s3:// or a checkpoint dir via :func:`resolve_model_uri`).
-2. Each shot becomes a job (its line art, its keyframes, a fingerprint of everything that
-   decides its pixels). Shots whose completion marker ``OUT/shots/<id>.json`` carries the same
-   fingerprint are done already (resume) and are not coloured again.
+1. The driver plans from metadata (PyAV probe / folder listing), the keyframes, the model
+   (``models:/``, ``runs:/``, s3:// or a checkpoint dir via :func:`resolve_model_uri`) and one
+   streaming scan of the line art (:func:`scan_lineart`: a digest per frame, unreadable frames,
+   the shot list by :func:`detect_shots` unless ``--shots``); it never holds the frames.
+2. Each shot becomes a job (its range, its keyframes, a fingerprint of everything that decides
+   its pixels: model, settings, its frames' digests, its keys). Shots whose completion marker
+   ``OUT/shots/<id>.json`` carries the same fingerprint are done already (resume).
 3. Pending shots are spread over ``ShotPredictor`` Ray actors (model loaded once per actor).
-   Each actor colours its shots in lockstep (:class:`LockstepScheduler`: one model call holds
-   one frame from each of B shots) and *streams* every finished shot back (a Ray generator).
-4. The driver writes a shot's frames (``OUT/frames/000123.png``, tmp + rename), its
-   low-confidence maps (``OUT/confidence/``), then its marker (manifest-last). A crash loses at
-   most the shots in flight; a rerun produces byte-identical frames (batches are padded to B,
-   so results do not depend on which shots share a batch).
-5. At the end: ``OUT/episode.mp4`` (H.264; frames of shots left out show their line art so the
-   timing stays right) and ``OUT/report.json`` + ``OUT/report.html`` (:mod:`lcmftn.report`).
+   Each actor reads its shots' frames from the source (PyAV seek by frame range, a window of
+   frames in memory), colours them in lockstep (:class:`LockstepScheduler`) and writes the
+   frames (``OUT/frames/000123.png``, tmp + rename), confidence maps and review line art itself;
+   its Ray generator streams back a small record per finished shot.
+4. The driver writes each finished shot's marker (manifest-last). A crash loses at most the
+   shots in flight; a rerun produces byte-identical frames (batches are padded to B).
+5. At the end: ``OUT/episode.mp4`` by one streaming Ray task (:func:`encode_episode`: frames
+   read back in order; shots left out show their line art) and ``OUT/report.json`` +
+   ``OUT/report.html`` (:mod:`lcmftn.report`). ``--local`` runs the same code in-process.
 
 Bad input never stops the other shots: a shot without keyframe is reported (or coloured from the
 nearest shot's keyframe with ``--borrow-keyframes``); a keyframe whose size differs is resized
@@ -48,7 +49,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from lcmftn import report as rpt
@@ -56,10 +56,15 @@ from lcmftn.colorize import MODES
 from lcmftn.episode import (  # noqa: F401 - re-exported: the job's inputs
     LINEART_DETECTOR,
     Episode,
+    LineartSource,
+    Scan,
     episode_from_color,
     load_shots,
+    memory_source,
+    open_source,
     read_keyframes,
     read_lineart,
+    scan_lineart,
     stage,
 )
 from lcmftn.evaluation import parse_eval_modes, score_confidence, score_frames, summarize_scores
@@ -69,6 +74,7 @@ from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the jo
     Output,
     RunSettings,
     colorize_jobs,
+    encode_episode,
     finish_episode,
     load_model_files,
     plan_episode,
@@ -110,8 +116,23 @@ class ShotPredictor:
                 Path(tmp, name).write_bytes(data)
             self.system, _ = load_checkpoint(tmp, map_location="cpu")
 
-    def colorize(self, jobs: list[dict]) -> Iterator[dict]:
-        yield from colorize_jobs(self.system, jobs, self.settings)
+    def colorize(self, jobs: list[dict], src: LineartSource, out_uri: str, board=None,
+                 on_frames=None) -> Iterator[dict]:
+        """Read each shot's frames from ``src``, write them to ``out_uri``; yield small results.
+        Progress hook: frames written are counted into ``board`` (a Ray actor handle of
+        :class:`workflows.progress.ProgressBoard`) or passed to ``on_frames(n)`` (``--local``)."""
+        counter = None
+        if board is not None:
+            import uuid
+
+            from workflows.progress import FrameCounter, board_part
+
+            counter = FrameCounter(board_part(board, uuid.uuid4().hex))
+            on_frames = counter.add
+        for res in colorize_jobs(self.system, jobs, self.settings, src, out_uri, on_frames):
+            if counter is not None:
+                counter.flush()  # the shot's frames are all counted when its record arrives
+            yield res
 
 
 def resolve_device(rs: RunSettings) -> str:
@@ -133,11 +154,14 @@ def resolve_device(rs: RunSettings) -> str:
     return "cuda" if has_gpu and rs.device != "cpu" else "cpu"
 
 
-def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes], rs: RunSettings) -> Iterator[dict]:
-    """Results of all jobs, as they finish: in-process (``--local``) or over Ray actors."""
+def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes], rs: RunSettings,
+                  src: LineartSource, out_uri: str, progress=None) -> Iterator[dict]:
+    """Results of all jobs, as they finish: in-process (``--local``) or over Ray actors. The
+    workers read the frames from ``src`` and write them to ``out_uri`` themselves: only small
+    per-shot records come back. ``progress``: :func:`frames_progress`'s bar (frames written)."""
     if rs.local:
         actor = ShotPredictor(model_files, settings)
-        yield from actor.colorize(jobs)
+        yield from actor.colorize(jobs, src, out_uri, on_frames=getattr(progress, "add", None))
         return
     import ray
 
@@ -151,6 +175,7 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
     groups = split_jobs(jobs, max(1, min(n, len(jobs))))
     actor_settings = dict(settings, threads=max(1, int(cpus)), finalize_threads=2 if gpus else 0)
     files_ref = ray.put(model_files)  # 2. the checkpoint travels once through the object store
+    src_ref = ray.put(src)  # metadata (a --from-color evaluation's frames travel here too)
     Actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(ShotPredictor)
     actors = [Actor.remote(files_ref, actor_settings) for _ in groups]
     log.info("colouring %d shots on %d actor(s) (%.2g CPU, %.2g GPU each, batch %d)",
@@ -160,7 +185,7 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
 
     def pump(actor, group) -> None:  # 3. one thread drains each actor's stream of finished shots
         try:
-            for ref in actor.colorize.remote(group):
+            for ref in actor.colorize.remote(group, src_ref, out_uri, getattr(progress, "board", None)):
                 if stop.is_set():
                     return
                 results.put(ray.get(ref))
@@ -190,36 +215,75 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
             results.get_nowait()
 
 
-def run_episode(ep: Episode, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
+def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
                 out_uri: str, model_files: dict[str, bytes], rs: RunSettings, job_info: dict,
                 warnings: list[str] | None = None, errors: list[str] | None = None) -> dict:
     """Colour the episode into ``out_uri`` (resuming finished shots); returns the report."""
     device = resolve_device(rs)
-    run = plan_episode(ep, keyframes, shots, out_uri, model_files, rs, device, warnings, errors)
+    run = plan_episode(src, scan, keyframes, shots, out_uri, model_files, rs, device, warnings, errors)
     fail_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     t0 = time.perf_counter()
     written = 0
-    bar = shots_progress(rs, len(run.pending))  # progress hook: shots coloured
     if run.pending:
-        for res in _iter_results(run.pending, run.settings, model_files, rs):
-            rec = write_shot(run, res, ep)
-            written += 1
-            bar.update(1)  # progress hook
-            log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
-                     rec["copied"], written, len(run.pending))
-            time.sleep(float(os.environ.get(DELAY_ENV, "0") or 0))
-            if fail_after and written >= fail_after:
-                raise InjectedFault(f"{FAULT_ENV}={fail_after}: stopping after {written} shots")
-    bar.close()  # progress hook
-    return finish_episode(run, ep, shots, rs, job_info, written, time.perf_counter() - t0)
+        total = sum(int(j["end"]) - int(j["start"]) for j in run.pending)
+        with frames_progress(rs, total) as bar:  # progress hook: frames written by the actors
+            for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri, bar):
+                rec = write_shot(run, res)
+                written += 1
+                log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
+                         rec["copied"], written, len(run.pending))
+                time.sleep(float(os.environ.get(DELAY_ENV, "0") or 0))
+                if fail_after and written >= fail_after:
+                    raise InjectedFault(f"{FAULT_ENV}={fail_after}: stopping after {written} shots")
+    elapsed = time.perf_counter() - t0
+    done = {r["id"] for r in run.records if r["status"] == "done"}
+    n_video = _encode(src, out_uri, shots, done, rs)
+    return finish_episode(run, src, shots, rs, job_info, written, elapsed, n_video)
 
 
-def shots_progress(rs: RunSettings, pending: int):
-    """The "shots coloured" bar of one run (:mod:`lcmftn.progress`; off with ``-v``)."""
+def _encode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done: set[str], rs: RunSettings) -> int:
+    """``OUT/episode.mp4``: a streaming encode (frames read from OUT in order, one in memory) in
+    this process (``--local``) or as one Ray task, so the driver never holds frames."""
+    if rs.local:
+        return encode_episode(src, out_uri, shots, done)
+    import ray
+
+    task = ray.remote(num_cpus=1)(encode_episode)
+    return int(ray.get(task.remote(src, out_uri, shots, done)))
+
+
+class _LocalFramesBar:
+    """``--local``: the frames bar fed directly by the in-process writer (thread-safe)."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.bar.update(n)
+
+    def __enter__(self) -> _LocalFramesBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close("failed" if exc[0] is not None else "")
+
+
+def frames_progress(rs: RunSettings, total: int):
+    """The "frames coloured" bar of one run (:mod:`lcmftn.progress`; off with ``-v``), counting
+    the frames the actors write (a context manager; ``total``: frames of the pending shots).
+    With Ray the actors post to a board the driver polls (:class:`workflows.progress.DriverBar`);
+    ``--local`` updates the bar in-process."""
     from lcmftn.progress import Progress
     from workflows.common import is_verbose
 
-    return Progress(f"colorize ({rs.mode})", pending, "shots", enabled=not is_verbose())
+    label = f"colorize ({rs.mode})"
+    if rs.local:
+        return _LocalFramesBar(Progress(label, total, "frames", enabled=not is_verbose()))
+    from workflows.progress import DriverBar
+
+    return DriverBar(label, total, "frames")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,13 +377,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_lineart(args: argparse.Namespace, rs: RunSettings, model_files: dict[str, bytes], work: Path) -> dict:
-    la_path = stage(args.lineart, work, "lineart")
-    ep = read_lineart(la_path, args.fps)
-    keys, warnings, errors = read_keyframes(stage(args.refs, work, "refs"), len(ep.lineart), ep.size_hw, args.keyframe_size)
-    detect_src: Path | list[np.ndarray] = la_path if not ep.unreadable else [cv2.cvtColor(f, cv2.COLOR_GRAY2RGB) for f in ep.lineart]
-    shots = load_shots(args.shots, len(ep.lineart), detect_src, args.detector or LINEART_DETECTOR, args.threshold)
+    # The driver holds metadata, keyframes and 16 bytes per frame; never the frames (streaming).
+    src = open_source(args.lineart, stage(args.lineart, work, "lineart"), args.fps)
+    keys, warnings, errors = read_keyframes(stage(args.refs, work, "refs"), src.n_frames, src.size_hw, args.keyframe_size)
+    given = load_shots(args.shots, src.n_frames, []) if args.shots else None
+    scan = scan_lineart(src, given is None, args.detector or LINEART_DETECTOR, args.threshold)
+    shots = given or load_shots(json.dumps(scan.shots), src.n_frames, [])  # (validated)
     job = {"lineart": args.lineart, "refs": args.refs, "model": args.model, "out": args.out}
-    report = run_episode(ep, keys, shots, args.out, model_files, rs, job, warnings, errors)
+    report = run_episode(src, scan, keys, shots, args.out, model_files, rs, job, warnings, errors)
     return {"out": args.out, **report["totals"]}
 
 
@@ -339,6 +404,8 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
     ep = episode_from_color(color, args.lineart_method, args.fps or probe_video(src).fps, str(src))
     shots = load_shots(args.shots, len(color), src, args.detector or "content", args.threshold)
     keys = {s: color[s] for s, _ in shots}
+    msrc = memory_source(ep)  # evaluation holds the episode in memory (it scores every frame)
+    scan = scan_lineart(msrc, detect=False)
     evaluation: dict = {"source": args.from_color, "lineart_method": args.lineart_method,
                         "scored_at_short_side_px": args.eval_size or "full resolution",
                         "keyframes": "first frame of each shot", "modes": {}, "plot": "drift.png"}
@@ -348,7 +415,7 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
         job = {"from_color": args.from_color, "lineart": f"{args.lineart_method} line art of {args.from_color}",
                "model": args.model, "out": storage.join(args.out, mode)}
         out_uri = storage.join(args.out, mode)
-        report = run_episode(ep, keys, shots, out_uri, model_files, replace(rs, mode=mode), job)
+        report = run_episode(msrc, scan, keys, shots, out_uri, model_files, replace(rs, mode=mode), job)
         rows = score_frames(Output(out_uri), color, report, args.eval_size)
         mode_out = Output(out_uri)  # review page: truth/ + error/ maps, report rewritten
         report = rpt.add_evaluation(report, rows, color, mode_out.read, mode_out.write,

@@ -33,6 +33,7 @@ from lcmftn.data.dataset import (
     pair_sample,
     shard_paths,
 )
+from lcmftn.data.dataset_format import CorruptFrameError, verify_frames
 from lcmftn.data.pairs import WindowConfig, sample_window_pairs
 
 PAIR_COLUMNS = ("s_p", "c_p", "s_n", "c_n")
@@ -45,15 +46,29 @@ def read_frames_dataset(uri: str, films: Sequence[str] | None = None):
     fs, paths, _ = shard_paths(uri)
     if not paths:
         raise FileNotFoundError(f"{uri}: the manifest lists no committed film")
-    ds = ray.data.read_parquet(paths, filesystem=fs, schema=FRAME_SCHEMA)
+    # include_paths: every row names its shard, so a corrupt frame is reported with it
+    ds = ray.data.read_parquet(paths, filesystem=fs, schema=FRAME_SCHEMA, include_paths=True)
     if films is not None:
         keep = set(films)
         ds = ds.filter(lambda row: row["film"] in keep)
     return ds
 
 
+def where(batch: dict, i: int) -> dict:
+    """Row ``i``'s location (film, shot, frame, shard) for error messages."""
+    return {"film": str(batch["film"][i]), "shot": int(batch["shot"][i]),
+            "frame": int(batch["frame"][i]),
+            "shard": str(batch["path"][i]) if "path" in batch else None}
+
+
 def shot_pairs(batch: dict, window: dict, image_size_px: int, augment: bool, seed: int, epoch: int) -> dict:
-    """``map_groups`` body: all frames of ONE shot -> its window pairs as float32 arrays."""
+    """``map_groups`` body: all frames of ONE shot -> its window pairs as float32 arrays.
+
+    Every PNG's checksum is verified first: a mismatch raises ``CorruptFrameError`` naming
+    film, shot, frame and shard (never a pair trained from corrupt bytes)."""
+    bad = verify_frames(batch)
+    if bad:
+        raise CorruptFrameError(bad)
     order = np.argsort(batch["frame"], kind="stable")
     holds = np.asarray(batch["hold"], dtype=bool)[order]
     holds[0] = False
@@ -63,8 +78,9 @@ def shot_pairs(batch: dict, window: dict, image_size_px: int, augment: bool, see
     out: dict[str, list] = {k: [] for k in (*PAIR_COLUMNS, "shot_id", "frame_p", "frame_n")}
     for k, (p, n) in enumerate(sample_window_pairs(len(order), WindowConfig(**window), holds=holds)):
         rng = np.random.default_rng([seed, epoch, zlib.crc32(shot_id.encode()), k]) if augment else None
-        item = pair_sample(decode_lineart_png(line[p]), decode_color_png(color[p]),
-                           decode_lineart_png(line[n]), decode_color_png(color[n]),
+        wp, wn = where(batch, order[p]), where(batch, order[n])
+        item = pair_sample(decode_lineart_png(line[p], wp), decode_color_png(color[p], wp),
+                           decode_lineart_png(line[n], wn), decode_color_png(color[n], wn),
                            image_size_px, augment, rng)  # fmt: skip
         for c in PAIR_COLUMNS:
             out[c].append(item[c].numpy())

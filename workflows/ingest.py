@@ -14,10 +14,18 @@ Dataset layout (read by ``lcmftn.data.dataset.load_frames`` / ``workflows.data``
 
 Design decisions:
 
-* One Ray task per film (``ray.data.from_items(films).map(ingest_film_row)``, one block per film,
-  1 CPU each): a film is decoded ONCE, streaming, at the working size; every frame goes through
-  line art, hold test and PNG encoding as it is decoded; the decoded frames also feed the shot
-  detector. Films run in parallel across the cluster; Ray retries a task whose worker died.
+* Work units on Ray Data (``ray.data.from_items(units, one block each).map(ingest_unit_row)``,
+  1 CPU each). A film up to ``--segment-frames`` (default 4800) is ONE unit: decoded once,
+  streaming, at the working size; every frame goes through line art, hold test and PNG encoding
+  as it is decoded and also feeds the shot detector. A longer local film is planned first (one
+  Ray task per film: checksum + keyframe probe by demuxing) and cut into segments starting at
+  keyframes; each segment is a unit (decode from one frame before it: the context the shot
+  features and the hold test need), and when all segments of a film are in, one assemble task
+  replays the shot detector over the stitched features and writes the shards — byte-identical
+  to the one-unit run (``lcmftn/ingest_segments.py`` documents the overlap per detector). Units
+  run in parallel across the cluster; Ray retries a task whose worker died. Ray Data fits the
+  units (independent rows, one block each); the per-film plan and assemble steps are plain Ray
+  tasks because they are a barrier per film (a Ray Data groupby would wait for ALL films).
 * ``<version>`` = ``<sha256[:12]>-<config hash[:8]>``: content-addressed, so a changed film or
   config never overwrites committed shards in place.
 * Atomicity: a task writes its shards under ``_staging/``; the DRIVER then commits the film
@@ -40,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import sys
 import time
 from dataclasses import asdict
@@ -47,9 +56,11 @@ from dataclasses import asdict
 import lcmftn
 from lcmftn.data.dataset_format import (  # noqa: F401
     MANIFEST_VERSION,
+    SPLITS,
     STAGING_DIR,
     collect_garbage,
     commit_film,
+    tag_film_entry,
     write_manifest,
 )
 from lcmftn.data.lineart import LINEART_METHODS, LineArtConfig
@@ -62,6 +73,7 @@ from lcmftn.ingest import (  # noqa: F401 - re-exported for callers of the job m
     stage_film,
     summarize,
 )
+from lcmftn.ingest_segments import DEFAULT_SEGMENT_FRAMES, assemble_film, plan_film, stage_segment
 from lcmftn.integrations import lease, storage
 from workflows import args as cli_args
 
@@ -70,15 +82,47 @@ log = logging.getLogger("workflows.ingest")
 
 def ingest_film_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> dict:
     """Ray Data row mapper: ``{"film", "source", "prev"} -> {"film", "entry": manifest JSON}``."""
+    import ray
+
     entry = stage_film(row, out_root, fs_out, fs_in, cfg_dict)
+    entry.setdefault("node_id", ray.get_runtime_context().get_node_id())  # multinode hook: where it ran
     return {"film": row["film"], "entry": json.dumps(entry)}
+
+
+def ingest_unit_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> dict:
+    """Ray Data row mapper over work units (``lcmftn.ingest_segments.plan_film``):
+    ``{"film", "unit": pickle} -> {"film", "kind", "result": pickle}``; "whole" -> the manifest
+    entry of ``stage_film``, "done" -> the planner's entry, "segment" -> ``stage_segment``."""
+    unit = pickle.loads(row["unit"])
+    if unit["kind"] == "whole":
+        result = stage_film(unit, out_root, fs_out, fs_in, cfg_dict)
+    elif unit["kind"] == "done":
+        result = unit["entry"]
+    else:
+        result = {**stage_segment(unit, out_root, fs_out, cfg_dict), "unit": unit}
+    return {"film": row["film"], "kind": unit["kind"], "result": pickle.dumps(result)}
+
+
+def _plan_units(ray, items: list[dict], root: str, fs_out, cfg_dict: dict, segment_frames: int,
+                max_retries: int) -> list[dict]:  # fmt: skip
+    """Every film's work units, planned in parallel (one Ray task per film: checksum + keyframe
+    probe of the films longer than ``segment_frames``)."""
+    plan = ray.remote(num_cpus=1, max_retries=max_retries)(plan_film)
+    plans = ray.get([plan.remote(it, root, fs_out, cfg_dict, segment_frames) for it in items])
+    return [{"film": u["film"], "unit": pickle.dumps(u)} for units in plans for u in units]
 
 
 # ---------------------------------------------------------------------------------------------
 # The job
 # ---------------------------------------------------------------------------------------------
-def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int = 2) -> dict:
-    """Ingest ``films`` (URIs/globs) into ``out``; returns the summary dict."""
+def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int = 2,
+               segment_frames: int = DEFAULT_SEGMENT_FRAMES, split: str | None = None,
+               cast: list[str] | None = None) -> dict:  # fmt: skip
+    """Ingest ``films`` (URIs/globs) into ``out``; returns the summary dict. A local film longer
+    than ``segment_frames`` is split into segments processed in parallel (0 = never split).
+    ``split`` / ``cast`` tag every film's manifest entry (``tag_film_entry``; None keeps earlier tags)."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
     import ray  # 1. Ray is glue only: imported here, the per-film work is plain Python
 
     from lcmftn.progress import Progress  # progress hook
@@ -101,17 +145,30 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
     skipped: list[str] = []
     if items:
         ensure_ray()
-        # 2. one block per film so films spread over the cluster's CPUs
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        # 3. a task per film; Ray re-runs it when its worker dies (staging is cleared first)
+        # 2. plan: a unit per short film, a unit per segment of a long one (split at keyframes)
+        units = _plan_units(ray, items, root, fs_out, cfg_dict, segment_frames, max_retries)
+        n_units = {}
+        for u in units:
+            n_units[u["film"]] = n_units.get(u["film"], 0) + 1
+        assemble = ray.remote(num_cpus=1, max_retries=max_retries)(assemble_film)
+        segs: dict[str, list[dict]] = {}
+        # 3. one block per unit so units spread over the cluster's CPUs
+        ds = ray.data.from_items(units, override_num_blocks=len(units))
+        # 4. a task per unit; Ray re-runs it when its worker dies (staging is cleared first)
         # NOTE: Ray Data's default is max_retries=-1 (forever): a film that always kills its
         # worker (e.g. out of memory) must end as "failed", not hang the job.
-        ds = map_with_retries(ds, ingest_film_row, max_retries, num_cpus=1,  # no deprecation warning
+        ds = map_with_retries(ds, ingest_unit_row, max_retries, num_cpus=1,  # no deprecation warning
                               fn_kwargs={"out_root": root, "fs_out": fs_out, "fs_in": fs_in, "cfg_dict": cfg_dict})  # fmt: skip
         bar = Progress("ingest", len(items), "films", enabled=not is_verbose())  # progress hook
         try:
-            for row in ds.iter_rows():  # 4. commit each film as it finishes, manifest last
-                film, entry = row["film"], json.loads(row["entry"])
+            for row in ds.iter_rows():  # 5. commit each film as it finishes, manifest last
+                film, entry = row["film"], pickle.loads(row["result"])
+                if row["kind"] == "segment":  # 6. all segments in: stitch shots, write shards
+                    segs.setdefault(film, []).append(entry)
+                    if len(segs[film]) < n_units[film]:
+                        continue
+                    entry = ray.get(assemble.remote(entry["unit"], [{k: v for k, v in r.items() if k != "unit"}
+                                                                    for r in segs.pop(film)], root, fs_out, cfg_dict))  # fmt: skip
                 if entry["status"] == "ok" and not entry.get("skipped"):
                     try:
                         commit_film(fs_out, root, entry)
@@ -121,6 +178,7 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
                 elif entry.pop("skipped", False):
                     skipped.append(film)
                 prev = manifest["films"].get(film, {})
+                tag_film_entry(entry, split, cast, prev)
                 if entry["status"] != "ok" and (prev.get("status") == "ok" or "last_ok" in prev):
                     # keep what was committed before: shards stay on storage, restorable
                     entry["last_ok"] = prev if prev.get("status") == "ok" else prev["last_ok"]
@@ -157,7 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threshold", type=float, default=None, help="shot detector threshold")
     ap.add_argument("--min-shot-frames", type=int, default=None)
     ap.add_argument("--rows-per-shard", type=int, default=512)
+    ap.add_argument("--segment-frames", type=int, default=DEFAULT_SEGMENT_FRAMES,
+                    help="split a local film longer than this into segments of about this many frames "
+                         "(cut at keyframes) processed in parallel; 0 = one task per film")
     ap.add_argument("--max-retries", type=int, default=2, help="retries of a film task whose worker died")
+    ap.add_argument("--split", choices=SPLITS, default=None,
+                    help="tag these films train|test in the manifest (film-level split; default: keep)")
+    ap.add_argument("--cast", default=None, help="comma-separated cast ids of these films (manifest tag)")
     cli_args.add_verbose(ap)
     return ap  # fmt: skip
 
@@ -196,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with held:
-            summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries)
+            summary = run_ingest(args.films, args.out, cfg, max_retries=args.max_retries,
+                                 segment_frames=args.segment_frames, split=args.split,
+                                 cast=[c.strip() for c in args.cast.split(",") if c.strip()] if args.cast else None)
     except storage.StorageError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2

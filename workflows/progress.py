@@ -5,12 +5,15 @@ Worker output stays off the driver's console in quiet runs (``log_to_driver=Fals
 tiny :class:`ProgressBoard` actor (0 CPU), hands its handle to the workers in the loop config
 (``PROGRESS_KEY``), rank 0 posts ``(step, figures)`` to it fire-and-forget at most every
 ``StepReporter.min_interval_s``, and a driver thread (:class:`DriverBar`) polls it into a bar.
+Colorize actors count the frames they write the same way (:class:`FrameCounter`), each under
+its own part of the board (the board's count is the sum of the parts).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lcmftn.progress import Progress
@@ -20,15 +23,22 @@ PROGRESS_KEY = "progress_board"
 
 
 class ProgressBoard:
-    """Ray actor holding the latest ``(done, figures)`` posted by a worker."""
+    """Ray actor holding the latest ``(done, figures)`` posted by a worker (``post``), or the
+    sum of the counts posted by several workers, one part each (``post_part``)."""
 
     def __init__(self) -> None:
         self.done = 0
         self.figures: dict[str, Any] = {}
+        self.parts: dict[str, int] = {}
 
     def post(self, done: int, figures: dict[str, Any]) -> None:
         self.done = max(self.done, int(done))
         self.figures.update(figures)
+
+    def post_part(self, part: str, done: int) -> None:
+        """``done`` items of worker ``part`` so far (posts may arrive out of order: max)."""
+        self.parts[part] = max(self.parts.get(part, 0), int(done))
+        self.done = sum(self.parts.values())
 
     def read(self) -> tuple[int, dict[str, Any]]:
         return self.done, dict(self.figures)
@@ -49,6 +59,38 @@ class StepReporter:
         if force or now - self._last >= self.min_interval_s:
             self._last = now
             self.board.post.remote(done, figures)  # fire and forget
+
+
+class FrameCounter:
+    """Worker side of a counted stage (colorize: frames written). ``add(n)`` may be called from
+    any thread (the frame-writing pool); the running count goes to ``post(done)`` at most every
+    ``min_interval_s`` and on ``flush()``. ``post`` None: counts, posts nothing."""
+
+    def __init__(self, post: Callable[[int], Any] | None, min_interval_s: float = 1.0) -> None:
+        self.post = post
+        self.min_interval_s = min_interval_s
+        self.done = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if self.post is not None and now - self._last >= self.min_interval_s:
+                self._last = now
+                self.post(self.done)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self.post is not None:
+                self.post(self.done)
+
+
+def board_part(board: Any, part: str) -> Callable[[int], Any]:
+    """A :class:`FrameCounter` ``post`` that sends the count to ``board`` as ``part`` (fire and
+    forget)."""
+    return lambda done: board.post_part.remote(part, done)
 
 
 class DriverBar:

@@ -9,11 +9,12 @@ Prints one readable line per epoch (from rank 0) and, at the end, one JSON summa
 ``{"run_id", "checkpoint", "model_uri", "val_psnr", ...}``.
 
 Design decisions
-- Data: every worker reads the dataset itself (``lcmftn.data.dataset.load_frames``; PNG-encoded
-  frames in memory, decoded on access) and samples window pairs on the fly
-  (``WindowPairDataset``) through a plain ``DistributedSampler``. Not Ray Data: a pair needs
-  random access to two frames of one shot, which row streaming does not give, and the sampler
-  keeps each worker's share deterministic per epoch, so a resumed run sees the same batches.
+- Data: two paths giving the same batches (``workflows.train_worker``): ``memory`` (every worker
+  loads the PNGs, ``WindowPairDataset``) and ``stream`` (Ray Data reads the Parquet shards one
+  block of whole shots per task; worker memory stays flat as the dataset grows). ``--data-path
+  auto`` streams when the shards' bytes exceed ``--data-memory-budget-mb`` (per worker: each
+  in-memory worker holds the whole dataset). Batches follow ``lcmftn.data.schedule`` (seeded by
+  seed, epoch, rank; balanced across ranks), so a resumed run replays them exactly.
 - Validation: the paper protocol on whole held-out shots (``split_shots``), each rank scoring
   its share of the sequences; the totals are summed across ranks.
 - Checkpoints: one per epoch via ``ray.train.report(..., checkpoint=...)`` from rank 0 (the other
@@ -48,6 +49,8 @@ from typing import Any
 
 from lcmftn.recipes import RECIPES, SYSTEMS_TRAINABLE
 from lcmftn.train_plan import (  # noqa: F401 - re-exported: workflows.tune and tests use them
+    DATA_PATH_CHOICES,
+    DEFAULT_DATA_MEMORY_BUDGET_MB,
     EXIT_BAD_INPUT,
     BadInput,
     JobSpec,
@@ -88,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch intra-op threads per worker (0 = torch/Ray default)")
     p.add_argument("--max-failures", type=int, default=2,
                    help="worker-group restarts from the last checkpoint before the run fails")
+    p.add_argument("--data-path", choices=DATA_PATH_CHOICES, default="auto",
+                   help="memory: every worker loads the PNGs; stream: Ray Data reads shards "
+                        "block by block; auto: stream above --data-memory-budget-mb")
+    p.add_argument("--data-memory-budget-mb", type=float, default=DEFAULT_DATA_MEMORY_BUDGET_MB,
+                   help="per-worker budget for the in-memory path (dataset shard bytes)")
+    p.add_argument("--frames-per-block", type=int, default=0,
+                   help="frames per read block of whole shots (0: 256; lowered to give each "
+                        "worker >= 4 blocks)")
+    p.add_argument("--checkpoint-every-steps", type=int, default=0,
+                   help="also checkpoint every N steps mid-epoch (resume replays exactly)")
+    p.add_argument("--stream-cpus-per-task", type=float, default=0.5,
+                   help="CPUs per Ray Data read/decode task (stream path)")
+    p.add_argument("--no-verify-data", dest="verify_data", action="store_false",
+                   help="skip the driver's pre-flight CRC-32 pass over every shard (one read of "
+                        "the whole dataset; workers still verify each frame as they read it)")
     cli_args.add_overrides(p)
     # Test hook: rank 1 SIGKILLs its own process before this global step, once per run.
     p.add_argument("--kill-worker-at-step", type=int, default=0, help=argparse.SUPPRESS)
@@ -103,7 +121,11 @@ def plan(argv: list[str] | None = None) -> JobSpec:
                      cpus_per_worker=a.cpus_per_worker, run_name=a.run_name, storage=a.storage,
                      experiment=a.experiment, register_as=a.register_as,
                      max_failures=a.max_failures, kill_worker_at_step=a.kill_worker_at_step,
-                     threads_per_worker=a.threads_per_worker)
+                     threads_per_worker=a.threads_per_worker, data_path=a.data_path,
+                     data_memory_budget_mb=a.data_memory_budget_mb,
+                     frames_per_block=a.frames_per_block,
+                     checkpoint_every_steps=a.checkpoint_every_steps,
+                     stream_cpus_per_task=a.stream_cpus_per_task, verify_data=a.verify_data)
 
 
 # ----------------------------------------------------------------------------- Ray pieces
@@ -218,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(f"train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    log.info("run %s: %s on %s (%d shots), %d worker(s), storage %s", spec.run_name,
-             spec.cfg.system, spec.data_uri, spec.counts["shots"], spec.workers, spec.storage_uri)
+    log.info("run %s: %s on %s (%d shots, %.1f MiB, %s path), %d worker(s), storage %s",
+             spec.run_name, spec.cfg.system, spec.data_uri, spec.counts["shots"],
+             spec.counts["data_bytes"] / 2**20, spec.data_path, spec.workers, spec.storage_uri)
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     summary = run(spec)
     print(json.dumps(summary), flush=True)

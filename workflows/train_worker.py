@@ -2,11 +2,30 @@
 
 Every rank runs :func:`train_loop_per_worker`; the numbered comments mark the Ray touchpoints.
 Only rank 0 talks to MLflow (:class:`RankZeroTracker`); every rank calls ``ray.train.report``
-once per epoch (it is a barrier), rank 0 with the checkpoint.
+once per epoch (it is a barrier), rank 0 with the checkpoint, and every
+``checkpoint_every_steps`` steps when that is set (mid-epoch checkpoints).
+
+Training data (:func:`prepare_data`, :func:`epoch_batches`), two paths with the SAME batches:
+
+* ``memory``: every worker loads the dataset's PNGs (``load_frames``) and indexes pairs
+  (``WindowPairDataset``); a ``DataLoader`` draws the batches of :func:`epoch_schedule`.
+* ``stream``: only the small columns are scanned (``scan_shots``); per pass, a Ray Data pipeline
+  ``from_items(blocks of this rank).map_batches(read_block_pairs)`` reads the Parquet shards of
+  one block of whole shots per task, decodes and augments its pairs in schedule order, and
+  ``iter_torch_batches`` rebatches them (``preserve_order=True``, so the order is the
+  schedule's whatever the task timing). Worker memory: a few blocks, not the dataset.
+* NOT ``get_dataset_shard`` / ``streaming_split``: its ``OutputSplitter`` hands each block to
+  the consumer with the fewest rows at that moment and "does not provide any ordering
+  guarantees" (ray/data/_internal/execution/operators/output_splitter.py), so which rank trains
+  on which pair would depend on timing, and a resumed run could not replay its batches.
+  Each rank instead builds its own small pipeline for its share of the schedule.
+* Resume: a checkpoint records ``epoch_step``; the resumed epoch drops that many batches from
+  the schedule before reading anything.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -14,14 +33,32 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from lcmftn import training
-from lcmftn.data.dataset import WindowPairDataset, load_frames, split_shots
+from lcmftn.data.dataset import (
+    ShotFrames,
+    ShotScan,
+    WindowPairDataset,
+    load_frames,
+    read_block_pairs,
+    scan_shots,
+    split_shots,
+)
+from lcmftn.data.schedule import (
+    DEFAULT_FRAMES_PER_BLOCK,
+    PairIndex,
+    RankSchedule,
+    build_pair_index,
+    epoch_schedule,
+    frames_per_block_for,
+)
 from lcmftn.evaluation import EvalTotals, load_eval_clips
 from lcmftn.recipes import TrainConfig, config_from_dict
 from workflows.progress import PROGRESS_KEY, StepReporter
@@ -91,17 +128,120 @@ def _fault_hook(fault: dict | None, rank: int):
     return before_step
 
 
-def _make_loader(ds: WindowPairDataset, cfg: TrainConfig, epoch: int, rank: int, world: int):
-    def make(rep: int):
-        # A fresh, deterministic shuffle per (epoch, repetition), disjoint across ranks.
-        ds.set_epoch(epoch * 1000 + rep)
-        sampler = torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank,
-                                                      shuffle=True, seed=cfg.seed, drop_last=True)
-        sampler.set_epoch(epoch * 1000 + rep)
-        return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size_per_worker,
-                                           sampler=sampler, drop_last=True)
+DATA_PATHS = ("memory", "stream")
 
-    return training.epoch_batches(make, cfg.steps_per_epoch)
+
+@dataclass
+class TrainData:
+    """A worker's training data: the pair index and where the frames come from.
+
+    path: ``memory`` or ``stream``. pairs: the in-memory dataset (``memory``); scan: the
+    metadata scan (``stream``). val_shots: the held-out shots (always in memory: small)."""
+
+    path: str
+    index: PairIndex
+    val_shots: ShotFrames
+    num_train_shots: int
+    pairs: WindowPairDataset | None = None
+    scan: ShotScan | None = None
+
+
+def prepare_data(config: dict[str, Any], cfg: TrainConfig, world: int) -> TrainData:
+    """Scan (``stream``) or load (``memory``) the dataset and index its training pairs."""
+    uri, fs, path = config["data_uri"], config.get("data_fs"), config.get("data_path", "memory")
+    if path not in DATA_PATHS:
+        raise ValueError(f"data_path must be one of {DATA_PATHS}, got {path!r}")
+    want = int(config.get("frames_per_block") or DEFAULT_FRAMES_PER_BLOCK)
+    if path == "memory":
+        shots = load_frames(uri, filesystem=fs)
+        train, val = split_shots(shots, cfg.val.val_fraction, seed=cfg.seed)
+        fpb = frames_per_block_for(train.num_frames, world, want)
+        pairs = WindowPairDataset(train, cfg.window, cfg.image_size_px, augment=cfg.augment,
+                                  seed=cfg.seed, frames_per_block=fpb)
+        return TrainData(path, pairs.pair_index, val, len(train), pairs=pairs)
+    scan = scan_shots(uri, filesystem=fs)
+    train, val_meta = split_shots(scan.shots, cfg.val.val_fraction, seed=cfg.seed)
+    index = build_pair_index(train, cfg.window, frames_per_block_for(train.num_frames, world, want))
+    val = (load_frames(uri, filesystem=fs, shot_ids=[s.shot_id for s in val_meta]) if val_meta
+           else ShotFrames([]))
+    return TrainData(path, index, val, len(train), scan=scan)
+
+
+def _block_items(data: TrainData, sched: RankSchedule) -> list[dict[str, str]]:
+    """One Ray Data row per block: its shots, shards and ``(index, shot, p, n)`` rows (JSON)."""
+    index, items = data.index, []
+    for b, idx in sched.blocks:
+        positions = index.blocks[b]
+        local = {k: j for j, k in enumerate(positions)}
+        ids = [index.shot_ids[k] for k in positions]
+        rows = [[int(i), local[int(index.pairs[i, 0])], int(index.pairs[i, 1]),
+                 int(index.pairs[i, 2])] for i in idx]
+        shards = sorted({p for sid in ids for p in data.scan.shards_of[sid]})
+        items.append({"block": json.dumps({"shot_ids": ids, "pairs": rows, "shards": shards})})
+    return items
+
+
+def read_blocks(batch: dict[str, Any], fs, image_size_px: int, augment: bool, seed: int,
+                epoch: int) -> dict[str, Any]:
+    """``map_batches`` body (one block per call): :func:`read_block_pairs` of the block."""
+    cols: dict[str, list] = {}
+    for text in batch["block"]:
+        blk = json.loads(text)
+        out = read_block_pairs(blk["shot_ids"], blk["pairs"], blk["shards"], fs, image_size_px,
+                               augment, seed, epoch)
+        for k, v in out.items():
+            cols.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def _stream_pass(data: TrainData, cfg: TrainConfig, sched: RankSchedule, aug_epoch: int,
+                 cpus_per_task: float):
+    import ray.data
+
+    # 5. Ray Data, per rank and pass: one task per block, results in schedule order.
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    items = _block_items(data, sched)
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(read_blocks, batch_size=1, batch_format="numpy", num_cpus=cpus_per_task,
+                        fn_kwargs={"fs": data.scan.fs, "image_size_px": cfg.image_size_px,
+                                   "augment": cfg.augment, "seed": cfg.seed, "epoch": aug_epoch})
+    n = 0
+    for batch in ds.iter_torch_batches(batch_size=sched.batch_size, drop_last=True,
+                                       prefetch_batches=1):
+        if n >= sched.num_batches:
+            break
+        n += 1
+        yield batch
+
+
+def epoch_batches(data: TrainData, cfg: TrainConfig, epoch: int, rank: int, world: int,
+                  skip: int = 0, cpus_per_task: float = 0.5):
+    """This rank's batches of ``epoch`` (``skip``: batches already trained on), either path.
+
+    Pass ``rep`` of the epoch uses the schedule and augmentation of ``epoch * 1000 + rep``."""
+    B = cfg.batch_size_per_worker
+
+    def sched(rep: int) -> RankSchedule:
+        return epoch_schedule(data.index, cfg.seed, epoch * 1000 + rep, rank, world, B)
+
+    def make_pass(rep: int, skip_in_pass: int):
+        s = sched(rep).skip(skip_in_pass)
+        if data.path == "stream":
+            return _stream_pass(data, cfg, s, epoch * 1000 + rep, cpus_per_task)
+        data.pairs.set_epoch(epoch * 1000 + rep)
+        return torch.utils.data.DataLoader(data.pairs, batch_sampler=s.batches())
+
+    return training.scheduled_batches(make_pass, lambda rep: sched(rep).num_batches,
+                                      cfg.steps_per_epoch, skip)
+
+
+def epoch_length(data: TrainData, cfg: TrainConfig, epoch: int, world: int) -> int:
+    """Steps in ``epoch`` (the same on every rank)."""
+    if cfg.steps_per_epoch:
+        return cfg.steps_per_epoch
+    return epoch_schedule(data.index, cfg.seed, epoch * 1000, 0, world,
+                          cfg.batch_size_per_worker).num_batches
 
 
 def _validate(state: training.TrainState, clips, rank: int, world: int) -> dict[str, float]:
@@ -126,13 +266,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
 
-    shots = load_frames(config["data_uri"], filesystem=config.get("data_fs"))
-    train_shots, val_shots = split_shots(shots, cfg.val.val_fraction, seed=cfg.seed)
-    pairs = WindowPairDataset(train_shots, cfg.window, cfg.image_size_px, augment=cfg.augment,
-                              seed=cfg.seed)
-    if len(pairs) // world < cfg.batch_size_per_worker:
-        raise ValueError(f"{config['data_uri']}: {len(pairs)} training pairs for {world} "
+    data = prepare_data(config, cfg, world)
+    if len(data.index) // world < cfg.batch_size_per_worker:
+        raise ValueError(f"{config['data_uri']}: {len(data.index)} training pairs for {world} "
                          f"worker(s) x batch {cfg.batch_size_per_worker}")
+    val_shots = data.val_shots
     clips = load_eval_clips(val_shots, cfg.val.strides_frames, cfg.image_size_px, cfg.val.seed,
                             cfg.val.max_sequences_per_stride)
 
@@ -144,26 +282,33 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             training.load_training_checkpoint(state, d)
-    start_epoch = state.epoch
+    start_epoch, start_step = state.epoch, state.step
     tracker = RankZeroTracker(config, rank)
     tracker.every = cfg.log_every_steps
     if rank == 0:
-        what = f"resumed at epoch {start_epoch}" if checkpoint is not None else "started"
-        _say(f"[train] {what}: {len(pairs)} training pairs from {len(train_shots)} shots, "
+        what = (f"resumed at epoch {start_epoch} step {start_step} ({state.epoch_step} into the "
+                f"epoch)" if checkpoint is not None else "started")
+        _say(f"[train] {what}: {len(data.index)} training pairs from {data.num_train_shots} "
+             f"shots ({data.path} path, {len(data.index.blocks)} blocks), "
              f"{len(clips)} validation sequences from {len(val_shots)} shots, "
              f"{world} worker(s) on {device}, {torch.get_num_threads()} torch thread(s) each")
     before_step = _fault_hook(config.get("fault"), rank)
     progress = StepReporter(config.get(PROGRESS_KEY), rank)  # progress hook (workflows.progress)
-
-    def on_step(step: int, losses: dict[str, float]) -> None:
-        tracker.on_step(step, losses)
-        progress.step(step, loss=round(float(losses.get("loss", math.nan)), 4))  # progress hook
-
+    every = int(config.get("checkpoint_every_steps") or 0)
     while state.epoch < cfg.epochs:
         epoch = state.epoch
-        stats = training.run_epoch(state, _make_loader(pairs, cfg, epoch, rank, world),
-                                   cfg.steps_per_epoch, on_step=on_step,
-                                   before_step=before_step)
+        length = epoch_length(data, cfg, epoch, world)
+
+        def on_step(step: int, losses: dict[str, float], _length: int = length) -> None:
+            tracker.on_step(step, losses)
+            progress.step(step, loss=round(float(losses.get("loss", math.nan)), 4))  # progress hook
+            if every and state.epoch_step % every == 0 and state.epoch_step < _length:
+                _report(state, {"epoch": state.epoch, "step": state.step}, rank, config)
+
+        batches = epoch_batches(data, cfg, epoch, rank, world, skip=state.epoch_step,
+                                cpus_per_task=float(config.get("stream_cpus_per_task", 0.5)))
+        stats = training.run_epoch(state, batches, 0, on_step=on_step, before_step=before_step)
+        state.epoch_step = 0
         state.epoch += 1
         parts = _gather((stats.samples, stats.seconds, stats.mean_losses))
         samples = sum(p[0] for p in parts)
@@ -171,6 +316,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         losses = {k: sum(p[2][k] for p in parts) / len(parts) for k in parts[0][2]}
         metrics: dict[str, Any] = {
             "epoch": state.epoch, "step": state.step, "start_epoch": start_epoch,
+            "start_step": start_step,
             "samples_per_s": samples / seconds if seconds > 0 else 0.0,
             "samples_per_s_per_worker": samples / seconds / world if seconds > 0 else 0.0,
             "torch_threads": torch.get_num_threads(),
@@ -189,16 +335,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             tracker.log_metrics({("epoch/" + k if not k.startswith("val/") else k): v
                                  for k, v in row.items()
-                                 if k not in ("epoch", "step", "start_epoch")}, state.step)
+                                 if k not in ("epoch", "step", "start_epoch", "start_step")},
+                                state.step)
             _say("[train] " + training.format_epoch_line(row, cfg.epochs))
         progress.step(state.step, force=True, epoch=state.epoch,  # progress hook
                       **({"val_psnr": round(metrics["val_psnr"], 2)} if "val_psnr" in metrics else {}))
         # 4. Report (a barrier on every rank); rank 0 attaches the checkpoint.
-        name = f"epoch{state.epoch:04d}-step{state.step:07d}-{int(time.time())}"
-        if rank == 0:
-            with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
-                training.save_training_checkpoint(state, tmp, extra={"data_uri": config["data_uri"]})
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                                 checkpoint_dir_name=name)
-        else:
-            ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
+        _report(state, metrics, rank, config)
+
+
+def _report(state: training.TrainState, metrics: dict[str, Any], rank: int,
+            config: dict[str, Any]) -> None:
+    """``ray.train.report`` on every rank (a barrier); rank 0 attaches the checkpoint."""
+    import ray.train
+
+    name = f"epoch{state.epoch:04d}-step{state.step:07d}-{int(time.time())}"
+    if rank == 0:
+        with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+            training.save_training_checkpoint(state, tmp, extra={"data_uri": config["data_uri"]})
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=name)
+    else:
+        ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)

@@ -167,6 +167,18 @@ class LocalS3:
         stop_pid(self.pid, self.stop_timeout_s, proc=self.proc)
         self.pid, self.proc = None, None
 
+    def restart(self, down_s: float = 0.0) -> float:
+        """Stop the server, stay down ``down_s`` seconds, start it again on the SAME S3 port with
+        the same data folder and credentials (a service restart as clients see it: connection
+        refused, then the same objects). Returns the seconds the endpoint was down."""
+        port = self.ports["s3"]
+        t0 = time.monotonic()
+        self.stop()
+        time.sleep(down_s)
+        self.requested_port = port
+        self.start()
+        return time.monotonic() - t0
+
     def __enter__(self) -> LocalS3:
         return self.start()
 

@@ -48,6 +48,7 @@ from lcmftn.data.dataset_format import (  # noqa: E402, F401
     encode_lineart_png,
     parse_manifest,
     read_manifest,
+    read_shard,
     resolve_root,
     shot_id_for,
 )
@@ -130,10 +131,13 @@ class ShotClip:
         return len(self.frames)
 
     def color(self, i: int) -> np.ndarray:
-        return decode_color_png(self.color_pngs[i])
+        return decode_color_png(self.color_pngs[i], self._where(i))
 
     def lineart(self, i: int) -> np.ndarray:
-        return decode_lineart_png(self.lineart_pngs[i])
+        return decode_lineart_png(self.lineart_pngs[i], self._where(i))
+
+    def _where(self, i: int) -> dict:  # multinode hook: decode errors name the frame
+        return {"film": self.film, "shot": self.shot, "frame": int(self.frames[i])}
 
     def unchanged(self, i: int, j: int) -> bool:
         """True when positions i < j show the same drawing (every frame in (i, j] is a hold)."""
@@ -218,23 +222,72 @@ def shard_paths(uri: str, filesystem: pafs.FileSystem | None = None) -> tuple[pa
 
 
 def load_frames(
-    uri: str, filesystem: pafs.FileSystem | None = None, films: Sequence[str] | None = None
+    uri: str, filesystem: pafs.FileSystem | None = None, films: Sequence[str] | None = None,
+    shot_ids: Sequence[str] | None = None,
 ) -> ShotFrames:
     """Load a dataset's committed frames as shots (frames sorted), PNGs decoded lazily.
 
-    ``films`` restricts to those film ids."""
+    ``films`` / ``shot_ids`` restrict to those films / shots (filtered shard by shard, so only
+    the kept rows are ever held)."""
     fs, paths, manifest = shard_paths(uri, filesystem)
     tables = []
     for p in paths:
-        try:
-            t = pq.read_table(p, filesystem=fs, schema=FRAME_SCHEMA)
-        except Exception as exc:
-            raise OSError(f"cannot read dataset shard {p} of {uri}: {exc}") from exc
+        try:  # checksums verified: CorruptFrameError names the bad frames
+            t = read_shard(p, fs)
+        except OSError as exc:
+            raise OSError(f"{exc} (dataset {uri})") from exc
         if films is not None:
             t = t.filter(pc.is_in(t["film"], pa.array(list(films), pa.string())))
+        if shot_ids is not None:
+            t = t.filter(pc.is_in(t["shot_id"], pa.array(list(shot_ids), pa.string())))
         tables.append(t)
     table = pa.concat_tables(tables) if tables else FRAME_SCHEMA.empty_table()
     return ShotFrames(shots_from_table(table), manifest=manifest)
+
+
+@dataclass
+class ShotScan:
+    """A dataset's shots without their images: metadata-only ``ShotClip`` s (no PNGs), the
+    shards each shot's rows are in, and the bytes of those shards (what an in-memory load
+    holds: the PNG columns are stored uncompressed)."""
+
+    shots: ShotFrames
+    shards_of: dict[str, tuple[str, ...]]
+    shard_bytes: int
+    fs: pafs.FileSystem
+    manifest: dict
+
+
+def scan_shots(uri: str, filesystem: pafs.FileSystem | None = None) -> ShotScan:
+    """Read the small columns (film, shot, frame, hold) of every committed shard: enough to
+    split shots and sample pairs exactly as :func:`load_frames` + :class:`WindowPairDataset`."""
+    fs, paths, manifest = shard_paths(uri, filesystem)
+    cols = ["film", "shot", "frame", "hold"]
+    tables = []
+    for k, path in enumerate(paths):
+        try:
+            t = pq.read_table(path, filesystem=fs, columns=cols)
+        except Exception as exc:
+            raise OSError(f"cannot read dataset shard {path} of {uri}: {exc}") from exc
+        tables.append(t.append_column("shard", pa.array(np.full(t.num_rows, k, np.int32))))
+    if not tables:
+        return ShotScan(ShotFrames([]), {}, 0, fs, manifest)
+    table = pa.concat_tables(tables).sort_by([(c, "ascending") for c in cols[:3]])
+    keys = list(zip(table["film"].to_pylist(), table["shot"].to_pylist(), strict=True))
+    holds = np.asarray(table["hold"].to_pylist(), dtype=bool)
+    frames = np.asarray(table["frame"].to_pylist(), dtype=np.int32)
+    shard = np.asarray(table["shard"].to_pylist(), dtype=np.int32)
+    clips, shards_of, start = [], {}, 0
+    for i in range(1, len(keys) + 1):  # same grouping as shots_from_table, no images
+        if i == len(keys) or keys[i] != keys[start]:
+            h = holds[start:i].copy()
+            h[0] = False
+            clip = ShotClip(keys[start][0], int(keys[start][1]), frames[start:i], [], [], h, 0, 0)
+            clips.append(clip)
+            shards_of[clip.shot_id] = tuple(paths[j] for j in sorted(set(shard[start:i].tolist())))
+            start = i
+    size = sum(info.size or 0 for info in fs.get_file_info(paths))
+    return ShotScan(ShotFrames(clips), shards_of, size, fs, manifest)
 
 
 def split_shots(shots: Sequence[ShotClip], val_fraction: float, seed: int = 0) -> tuple[ShotFrames, ShotFrames]:
@@ -257,16 +310,27 @@ def split_shots(shots: Sequence[ShotClip], val_fraction: float, seed: int = 0) -
 # ---------------------------------------------------------------------------------------------
 # Torch datasets
 # ---------------------------------------------------------------------------------------------
+def pair_item(shot: ShotClip, p: int, n: int, index: int, image_size_px: int, augment: bool,
+              seed: int, epoch: int) -> dict[str, torch.Tensor]:
+    """Pair ``index`` (its global index, :mod:`lcmftn.data.schedule`) of ``shot`` as tensors;
+    the crop/flip is seeded by ``(seed, epoch, index)``, so every reader gives the same item."""
+    rng = np.random.default_rng([seed, epoch, index]) if augment else None
+    return pair_sample(shot.lineart(p), shot.color(p), shot.lineart(n), shot.color(n),
+                       image_size_px, augment, rng)
+
+
 class WindowPairDataset(torch.utils.data.Dataset):
     """Window pairs ``(S_p, C_p) -> (S_n, C_n)`` from every shot (paper §4.1).
 
     Items: ``{"s_p": [1,H,W], "c_p": [3,H,W], "s_n": [1,H,W], "c_n": [3,H,W]}`` float32 in [0,1],
     ``H = W = image_size_px``. Pairs come from :func:`lcmftn.data.pairs.sample_window_pairs` with
-    the shot's hold flags (unchanged pairs are skipped when ``window.skip_unchanged``).
+    the shot's hold flags (unchanged pairs are skipped when ``window.skip_unchanged``), indexed
+    as :func:`lcmftn.data.schedule.build_pair_index` does (item ``i`` = global pair ``i``).
     Augmentation is deterministic in ``(seed, epoch, index)``; call :meth:`set_epoch` per epoch."""
 
-    def __init__(self, shots: Sequence[ShotClip], window, image_size_px: int, augment: bool = True, seed: int = 0):
-        from lcmftn.data.pairs import sample_window_pairs
+    def __init__(self, shots: Sequence[ShotClip], window, image_size_px: int, augment: bool = True,
+                 seed: int = 0, frames_per_block: int = 0):
+        from lcmftn.data.schedule import DEFAULT_FRAMES_PER_BLOCK, build_pair_index
 
         self.shots = list(shots)
         self.window = window
@@ -274,10 +338,10 @@ class WindowPairDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0
-        self.index: list[tuple[int, int, int]] = []  # (shot position, p, n)
-        for k, shot in enumerate(self.shots):
-            for p, n in sample_window_pairs(len(shot), window, holds=shot.holds):
-                self.index.append((k, int(p), int(n)))
+        self.pair_index = build_pair_index(self.shots, window,
+                                           frames_per_block or DEFAULT_FRAMES_PER_BLOCK)
+        # (shot position, p, n) per item
+        self.index: list[tuple[int, int, int]] = [tuple(r) for r in self.pair_index.pairs.tolist()]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -293,12 +357,36 @@ class WindowPairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         k, p, n = self.index[i]
-        shot = self.shots[k]
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment else None
-        return pair_sample(
-            shot.lineart(p), shot.color(p), shot.lineart(n), shot.color(n),
-            self.image_size_px, self.augment, rng,
-        )  # fmt: skip
+        return pair_item(self.shots[k], p, n, i, self.image_size_px, self.augment, self.seed,
+                         self.epoch)
+
+
+PAIR_KEYS = ("s_p", "c_p", "s_n", "c_n")
+
+
+def read_block_pairs(shot_ids: Sequence[str], pairs: Sequence[Sequence[int]],
+                     shard_paths_: Sequence[str], fs: pafs.FileSystem, image_size_px: int,
+                     augment: bool, seed: int, epoch: int) -> dict[str, np.ndarray]:
+    """One block of the streamed path: read the shards holding ``shot_ids`` (whole shots), keep
+    those shots' rows and build ``pairs`` (rows ``(global index, shot id position, p, n)``), in
+    order, exactly as :class:`WindowPairDataset` builds them.
+
+    Returns numpy columns ``s_p, c_p, s_n, c_n`` (float32 ``[P,C,H,W]``) and ``index``."""
+    wanted = pa.array(list(shot_ids), pa.string())
+    tables = [t.filter(pc.is_in(t["shot_id"], wanted))
+              for t in (read_shard(p, fs) for p in shard_paths_)]
+    by_id = {s.shot_id: s for s in shots_from_table(pa.concat_tables(tables))}
+    missing = [s for s in shot_ids if s not in by_id]
+    if missing:
+        raise OSError(f"shards {list(shard_paths_)}: no rows for shot(s) {missing}")
+    out: dict[str, list] = {k: [] for k in PAIR_KEYS}
+    for i, k, p, n in pairs:
+        item = pair_item(by_id[shot_ids[k]], p, n, i, image_size_px, augment, seed, epoch)
+        for key in PAIR_KEYS:
+            out[key].append(item[key].numpy())
+    cols = {k: np.stack(v) for k, v in out.items()}
+    cols["index"] = np.asarray([r[0] for r in pairs], np.int64)
+    return cols
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ module imports no boto3 / Ray / MLflow.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,8 +45,63 @@ FRAME_SCHEMA = pa.schema(
         ("hold", pa.bool_()),  # drawing unchanged from the previous frame of the shot
         ("height", pa.int32()),
         ("width", pa.int32()),
+        # CRC-32 of the exact PNG bytes above, written by frame_table, verified on read
+        # (verify_frames). Nullable: shards written before the column existed read as null
+        # (= not verifiable), so old datasets still load and MANIFEST_VERSION is unchanged.
+        ("color_crc32", pa.uint32()),
+        ("lineart_crc32", pa.uint32()),
     ]
 )
+CHECKSUM_COLUMNS = {"color_png": "color_crc32", "lineart_png": "lineart_crc32"}
+
+
+class CorruptFrameError(ValueError):
+    """Frames whose PNG bytes fail their checksum or do not decode: deterministic (the bytes on
+    storage are wrong), so jobs must not retry it; re-ingest the named film instead.
+
+    ``frames``: ``[{"film", "shot", "frame", "column", "shard", "problem"}, ...]``."""
+
+    def __init__(self, frames: list[dict]):
+        self.frames = list(frames)
+        head = "; ".join(frame_location(f) + f": {f['problem']}" for f in self.frames[:5])
+        more = f" (+{len(self.frames) - 5} more)" if len(self.frames) > 5 else ""
+        super().__init__(f"{len(self.frames)} corrupt frame(s) in the dataset: {head}{more}; "
+                         "re-ingest the film(s) named (lcmftn.data.dataset_format)")
+
+    def __reduce__(self):  # picklable across Ray processes with its frame list
+        return (CorruptFrameError, (self.frames,))
+
+
+def frame_location(f: dict) -> str:
+    """``film F shot S frame N (column) in SHARD`` — how a corrupt frame is named."""
+    where = f"film {f.get('film')} shot {f.get('shot')} frame {f.get('frame')}"
+    if f.get("column"):
+        where += f" ({f['column']})"
+    return where + (f" in {f['shard']}" if f.get("shard") else "")
+
+
+def png_crc32(data: bytes) -> int:
+    """The checksum stored beside each PNG (zlib CRC-32, unsigned)."""
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+SPLITS = ("train", "test")
+"""Values of a manifest film entry's optional ``split`` (film-level split, DESIGN §6): set by
+``ingest --split``; ``cast`` (optional list of str) names the film's characters, so a split can
+be checked for shared casts (``lcmftn.harness.split_from_manifest``)."""
+
+
+def tag_film_entry(entry: dict, split: str | None, cast: Sequence[str] | None, prev: dict | None = None) -> dict:
+    """Set ``split`` / ``cast`` on a manifest film entry (``None`` keeps ``prev``'s); returns it.
+    ``ValueError`` for a split other than :data:`SPLITS`."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    for key, value in (("split", split), ("cast", list(cast) if cast is not None else None)):
+        if value is not None:
+            entry[key] = value
+        elif prev and key in prev:
+            entry[key] = prev[key]
+    return entry
 
 
 def shot_id_for(film: str, shot: int) -> str:
@@ -82,20 +138,27 @@ def encode_lineart_png(gray: np.ndarray, compression: int = 1) -> bytes:
     return encode_png(gray, [cv2.IMWRITE_PNG_COMPRESSION, compression])
 
 
-def decode_color_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 [H,W,3] RGB."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+def decode_color_png(data: bytes, where: dict | None = None) -> np.ndarray:
+    """PNG bytes -> uint8 [H,W,3] RGB. ``where`` (``{"film", "shot", "frame", "shard"}``) names
+    the frame in the error: ``CorruptFrameError`` when given, else ``ValueError``."""
+    img = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError("undecodable colour PNG")
+        _undecodable("colour", "color_png", where)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def decode_lineart_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 [H,W] (255 = paper)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+def decode_lineart_png(data: bytes, where: dict | None = None) -> np.ndarray:
+    """PNG bytes -> uint8 [H,W] (255 = paper); ``where`` as in :func:`decode_color_png`."""
+    img = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None:
-        raise ValueError("undecodable line-art PNG")
+        _undecodable("line-art", "lineart_png", where)
     return img
+
+
+def _undecodable(kind: str, column: str, where: dict | None) -> None:
+    if where is None:
+        raise ValueError(f"undecodable {kind} PNG")
+    raise CorruptFrameError([{**where, "column": column, "problem": f"undecodable {kind} PNG"}])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +184,8 @@ def frame_table(film: str, shot_of: Sequence[int] | np.ndarray, color_pngs: Sequ
             "hold": pa.array(np.asarray(holds, dtype=bool), pa.bool_()),
             "height": pa.array(np.full(n, height, np.int32), pa.int32()),
             "width": pa.array(np.full(n, width, np.int32), pa.int32()),
+            "color_crc32": pa.array([png_crc32(b) for b in color_pngs], pa.uint32()),
+            "lineart_crc32": pa.array([png_crc32(b) for b in lineart_pngs], pa.uint32()),
         },
         schema=FRAME_SCHEMA,
     )
@@ -139,12 +204,39 @@ def write_shards(table: pa.Table, fs: pafs.FileSystem, folder: str, rows_per_sha
     return names
 
 
-def read_shard(path: str, fs: pafs.FileSystem) -> pa.Table:
-    """One shard as a FRAME_SCHEMA table (``OSError`` naming it when unreadable)."""
+def read_shard(path: str, fs: pafs.FileSystem, verify: bool = True) -> pa.Table:
+    """One shard as a FRAME_SCHEMA table (``OSError`` naming it when unreadable); with
+    ``verify``, ``CorruptFrameError`` naming every frame whose PNG fails its checksum."""
     try:
-        return pq.read_table(path, filesystem=fs, schema=FRAME_SCHEMA)
+        table = pq.read_table(path, filesystem=fs, schema=FRAME_SCHEMA)
     except Exception as exc:
         raise OSError(f"cannot read dataset shard {path}: {exc}") from exc
+    if verify:
+        bad = verify_frames(table, path)
+        if bad:
+            raise CorruptFrameError(bad)
+    return table
+
+
+def verify_frames(rows, shard: str | None = None) -> list[dict]:
+    """The frames of ``rows`` (a FRAME_SCHEMA ``pa.Table`` or a dict of columns, e.g. a Ray Data
+    numpy batch; an optional ``path`` column names the shard) whose PNG bytes do not match their
+    stored CRC-32. Null checksums (shards older than the column) are not verifiable and pass."""
+    cols = rows.to_pydict() if isinstance(rows, pa.Table) else rows
+    bad: list[dict] = []
+    for png_col, crc_col in CHECKSUM_COLUMNS.items():
+        if crc_col not in cols:
+            continue
+        for i, (data, crc) in enumerate(zip(cols[png_col], cols[crc_col], strict=True)):
+            if crc is None or (isinstance(crc, float) and np.isnan(crc)):
+                continue
+            got = png_crc32(data or b"")
+            if got != int(crc):
+                bad.append({"film": str(cols["film"][i]), "shot": int(cols["shot"][i]),
+                            "frame": int(cols["frame"][i]), "column": png_col,
+                            "shard": str(cols["path"][i]) if "path" in cols else shard,
+                            "problem": f"checksum mismatch (crc32 {got:08x}, stored {int(crc):08x})"})
+    return bad
 
 
 # ---------------------------------------------------------------------------------------------

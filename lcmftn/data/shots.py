@@ -29,7 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["DETECTORS", "ShotList", "detect_shots", "cuts_to_shots", "match_cuts"]
+__all__ = ["DETECTORS", "FEATURE_CONTEXT_FRAMES", "FrameScorer", "ShotList", "cuts_from_features",
+           "detect_shots", "cuts_to_shots", "match_cuts"]
 
 DEFAULT_MIN_SHOT_FRAMES = 6
 DETECTION_WIDTH_PX = 256  # scenedetect.scene_manager.DEFAULT_MIN_WIDTH
@@ -161,3 +162,109 @@ def detect_shots(
     cuts += det.post_process(FrameTimecode(n - 1, rate))
     cut_frames = [c.frame_num for c in cuts]
     return ShotList(n, float(rate), cuts_to_shots(cut_frames, n), detector, threshold, source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Split detection: per-frame features (parallel, per segment) + decisions (sequential, cheap)
+# ---------------------------------------------------------------------------------------------
+# Every scenedetect detector is "a per-frame feature" followed by "a decision over the feature
+# sequence". The features are the costly part (colour conversion, DCT, histogram of every frame)
+# and each needs at most the previous frame: that is the overlap a segment must decode before its
+# first frame. The decisions carry unbounded state (the flash filter / ``min_scene_len`` merges
+# chains of cuts; AdaptiveDetector averages ``window_width`` scores on BOTH sides of a frame;
+# ThresholdDetector remembers the last fade), so they are NOT recomputed per segment: they are
+# replayed once over the stitched features of the whole film, by the real detector object whose
+# feature method is replaced by a lookup. Cuts are then exactly those of a one-pass run.
+#
+# NOTE: this reaches into scenedetect 0.7.2's detectors (``_calculate_frame_score``, ``hash_frame``,
+# ``calculate_histogram``, ``_size``/``_factor``/``_bins``); tests/unit/test_ingest_segments.py
+# compares the replay with ``detect_shots`` for every detector, so an upgrade that changes them
+# fails there, not silently.
+# name -> frames of context a feature needs before the frame it describes.
+FEATURE_CONTEXT_FRAMES: dict[str, int] = {
+    "content": 1,     # content_val = mean |HSV(frame) - HSV(previous frame)|
+    "adaptive": 1,    # same content_val; its +-window_width rolling mean runs in the replay
+    "hash": 0,        # perceptual hash of the frame (the distance is taken in the replay)
+    "histogram": 0,   # luma histogram of the frame (the correlation is taken in the replay)
+    "threshold": 0,   # mean intensity of the frame
+}
+
+
+def _detection_bgr(rgb: np.ndarray) -> np.ndarray:
+    """The image a detector sees in :func:`detect_shots` (RGB -> downscaled BGR)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 2:
+        rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
+    return np.ascontiguousarray(_downscale(rgb)[..., 2::-1])
+
+
+class FrameScorer:
+    """Per-frame detection features of one segment (see ``FEATURE_CONTEXT_FRAMES``).
+
+    Feed the context frame(s) before the segment with ``prime`` (only the last
+    ``FEATURE_CONTEXT_FRAMES[detector]`` count), then every frame of the segment with
+    ``feature``; features of consecutive segments concatenate to the features of the film."""
+
+    def __init__(self, detector: str = "content", threshold: float | None = None,
+                 min_shot_frames: int = DEFAULT_MIN_SHOT_FRAMES):  # fmt: skip
+        self.detector = detector
+        self._det = _make_detector(detector, threshold, min_shot_frames)
+        self._tc = None
+
+    def _timecode(self):
+        from scenedetect.common import FrameTimecode
+
+        if self._tc is None:
+            self._tc = FrameTimecode(0, DEFAULT_FPS_FOR_FEATURES)
+        return self._tc
+
+    def prime(self, rgb: np.ndarray) -> None:
+        """A frame before the segment: updates the context, yields no feature."""
+        self.feature(rgb)
+
+    def feature(self, rgb: np.ndarray):
+        """The feature of ``rgb`` (a float, or a small array for hash/histogram)."""
+        bgr, det = _detection_bgr(rgb), self._det
+        if self.detector in ("content", "adaptive"):
+            return float(det._calculate_frame_score(self._timecode(), bgr))
+        if self.detector == "hash":
+            return det.hash_frame(frame_img=bgr, hash_size=det._size, factor=det._factor)
+        if self.detector == "histogram":
+            return det.calculate_histogram(bgr, bins=det._bins)
+        return float(np.mean(bgr))  # threshold
+
+
+DEFAULT_FPS_FOR_FEATURES = 24.0  # features do not depend on the frame rate
+
+
+def cuts_from_features(features: list, detector: str = "content", threshold: float | None = None,
+                       min_shot_frames: int = DEFAULT_MIN_SHOT_FRAMES,
+                       fps: float | None = None) -> list[int]:  # fmt: skip
+    """Replay the detector's decisions over a whole film's features -> cut frames (the cuts
+    :func:`detect_shots` finds on the same frames, computed without any image)."""
+    from scenedetect.common import FrameTimecode
+
+    from lcmftn.data.video import DEFAULT_FOLDER_FPS
+
+    if not features:
+        raise ValueError("no frame features to detect shots in")
+    det, rate = _make_detector(detector, threshold, min_shot_frames), fps or DEFAULT_FOLDER_FPS
+    if detector in ("content", "adaptive"):
+        det._calculate_frame_score = lambda timecode, frame_img: features[timecode.frame_num]
+    elif detector == "hash":
+        det.hash_frame = lambda frame_img, hash_size, factor: features[int(frame_img)]
+    elif detector == "histogram":  # called exactly once per process_frame, in frame order
+        stored = iter(features)
+        det.calculate_histogram = lambda frame_img, bins: next(stored)
+    dummy_rgb = np.zeros((1, 1, 3), np.uint8)  # passes HistogramDetector's dtype/channel checks
+    cuts = []
+    for i, feat in enumerate(features):
+        if detector == "histogram":
+            img = dummy_rgb
+        elif detector == "threshold":
+            img = np.asarray(feat, dtype=np.float64)  # np.mean(img) == the stored mean
+        else:
+            img = np.asarray(i)  # hash: the frame's index (``.copy()`` is kept as last frame)
+        cuts += det.process_frame(FrameTimecode(i, rate), img)
+    cuts += det.post_process(FrameTimecode(len(features) - 1, rate))
+    return [c.frame_num for c in cuts]

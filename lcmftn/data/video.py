@@ -346,7 +346,9 @@ def write_video(
                     stream = container.add_stream("libx264", rate=rate)
                     stream.height, stream.width = img.shape[:2]
                     stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": preset}
+                    # mbtree=0: x264's macroblock-tree lookahead makes the bytes depend on thread timing
+                    # (same frames, different files); without it the same frames encode the same.
+                    stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
                     size = img.shape
                 elif img.shape != size:
                     raise ValueError(f"frame {count} has shape {img.shape}, expected {size}")
@@ -372,3 +374,200 @@ def _container_format(path: Path) -> str:
             f"H.264; use one of {', '.join(WRITE_EXTENSIONS)}"
         )
     return fmt
+
+
+# ---------------------------------------------------------------------------------------------
+# Keyframes and frame ranges (split decoding: workflows.ingest runs segments of a film in parallel)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Where the frames of a film are, found by demuxing only (no decoding).
+
+    frames: number of frames; pts: presentation timestamp of frame ``offset + j`` at ``j``
+    (stream time base), ascending (image folders: ``()``); keyframes: indices of the frames a
+    decoder can start at (a keyframe packet; image folders: every frame); offset: first frame
+    ``pts`` covers (0, or the keyframe of a :meth:`window`). Frame ``i`` is frame ``i`` of
+    :func:`iter_frames`.
+    """
+
+    frames: int
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    offset: int = 0
+
+    def keyframe_at_or_before(self, frame: int) -> int:
+        """The last keyframe ``<= frame`` (0 when none: decode from the start)."""
+        return max((k for k in self.keyframes if k <= frame), default=0)
+
+    def window(self, start: int, stop: int) -> FrameIndex:
+        """What :func:`iter_frame_range` needs for ``[start, stop)`` only (small enough to ship
+        to a worker with the segment)."""
+        key = self.keyframe_at_or_before(start)
+        if not self.pts:
+            return FrameIndex(self.frames, (), (key,))
+        pts = self.pts[key - self.offset : stop - self.offset]
+        return FrameIndex(self.frames, pts, (key,), key)
+
+
+def probe_keyframes(path: str | os.PathLike) -> FrameIndex:
+    """The :class:`FrameIndex` of a video (demux packets, read ``packet.is_keyframe`` and pts;
+    cheap: no frame is decoded) or image folder. VideoReadError when a packet has no pts or two
+    share one (the frames could not be located for seeking)."""
+    path = Path(path)
+    _check_file(path)
+    if path.is_dir():
+        n = len(list_image_files(path))
+        if not n:
+            raise VideoReadError(path, "image folder holds no images")
+        return FrameIndex(n, (), tuple(range(n)))
+    container, stream = _open_container(path)
+    packets: list[tuple[int, bool]] = []
+    try:
+        for pkt in container.demux(stream):
+            if pkt.size <= 0:
+                continue  # the flush packet
+            if pkt.pts is None:
+                raise VideoReadError(path, f"packet {len(packets)} has no timestamp; cannot split")
+            packets.append((int(pkt.pts), bool(pkt.is_keyframe)))
+    except av.error.FFmpegError as err:
+        raise VideoReadError(path, f"demux failed ({err})") from err
+    finally:
+        container.close()
+    packets.sort()
+    pts = tuple(p for p, _ in packets)
+    if not pts:
+        raise VideoReadError(path, "video stream holds no frames")
+    if len(set(pts)) != len(pts):
+        raise VideoReadError(path, "two packets share a timestamp; cannot split")
+    return FrameIndex(len(pts), pts, tuple(i for i, (_, key) in enumerate(packets) if key))
+
+
+def iter_frame_range(path: str | os.PathLike, start: int, stop: int, size_px: int | None = None,
+                     crop: str = "none", index: FrameIndex | None = None) -> Iterator[np.ndarray]:
+    """Frames ``start .. stop-1`` of :func:`iter_frames` (the same arrays), decoding from the
+    last keyframe at or before ``start`` (``index``: :func:`probe_keyframes`, probed when None).
+
+    Decoded frames are placed by their pts, so frames before ``start`` (the rest of the GOP,
+    open-GOP leading pictures) are dropped; a frame missing from the range raises
+    :class:`VideoReadError` naming the file and the frame."""
+    if crop not in CROP_POLICIES:
+        raise ValueError(f"crop must be one of {CROP_POLICIES}, got {crop!r}")
+    path = Path(path)
+    index = index or probe_keyframes(path)
+    if not 0 <= start < stop <= index.frames:
+        raise ValueError(f"{path}: frame range [{start}, {stop}) outside [0, {index.frames})")
+    if path.is_dir():
+        frames: Iterable[np.ndarray] = (to_rgb(read_image(f)) for f in list_image_files(path)[start:stop])
+    else:
+        frames = _iter_video_range(path, start, stop, index)
+    for img in frames:
+        yield resize_image(np.ascontiguousarray(img), size_px, crop)
+
+
+def _iter_video_range(path: Path, start: int, stop: int, index: FrameIndex) -> Iterator[np.ndarray]:
+    key = index.keyframe_at_or_before(start)
+    frame_of = {p: index.offset + j for j, p in enumerate(index.pts)}
+    container, stream = _open_container(path)
+    stream.thread_type = "AUTO"
+    want = start
+    try:
+        try:
+            if key > 0:
+                container.seek(index.pts[key - index.offset], stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                i = frame_of.get(frame.pts)
+                if i is None or i < want:
+                    continue  # before the range (or a picture of the previous GOP)
+                if i != want:
+                    raise VideoReadError(path, f"frame {want} missing after seeking to keyframe {key} "
+                                               f"(decoder gave frame {i}); not decodable from there")
+                yield frame.to_ndarray(format="rgb24")
+                want += 1
+                if want == stop:
+                    return
+        except av.error.FFmpegError as err:
+            raise VideoReadError(path, f"decode failed at frame {want} ({err})") from err
+    finally:
+        container.close()
+    raise VideoReadError(path, f"truncated: frames {want}..{stop - 1} could not be decoded")
+
+
+# Random access by frame range (streaming colorize: each worker reads only its shots)
+def _frame_index(frame: av.VideoFrame, stream, first_pts: int, fps: float) -> int:
+    """Episode frame index of a decoded frame: (pts - first pts) x time base x fps, rounded
+    (exact for constant-frame-rate streams, the only kind the colorize job reads by range)."""
+    pts = frame.pts if frame.pts is not None else frame.dts
+    return int(round(float((pts - first_pts) * stream.time_base) * fps))
+
+
+def _first_pts(container: av.container.InputContainer, stream) -> int:
+    """The pts of the first frame in presentation order (decodes the first GOP's head)."""
+    for frame in container.decode(stream):
+        pts = frame.pts if frame.pts is not None else frame.dts
+        if pts is not None:
+            return int(pts)
+    raise VideoReadError(Path(container.name), "no frame with a timestamp")
+
+
+def iter_video_range(path: str | os.PathLike, start: int, end: int,
+                     first_pts: int | None = None) -> Iterator[np.ndarray]:
+    """Frames ``start..end-1`` (episode indices, uint8 RGB ``[H,W,3]``) of a video file: seek to
+    the keyframe at or before ``start`` (PyAV ``seek(backward=True)``), decode forward, skip to
+    ``start`` by timestamp. Memory: one decoded frame plus the decoder's own buffers.
+
+    ``first_pts``: the stream's first presentation timestamp (None = found by decoding the file's
+    first frames once). Raises :class:`VideoReadError` naming the file when a frame of the range
+    is missing (truncated file, decode error) or the stream has no constant frame rate."""
+    path = Path(path)
+    if not 0 <= start <= end:
+        raise ValueError(f"{path}: bad frame range {start}..{end}")
+    if start == end:
+        return
+    container, stream = _open_container(path)
+    stream.thread_type = "AUTO"
+    try:
+        fps = _stream_fps(stream)
+        if fps <= 0 or not stream.time_base:
+            raise VideoReadError(path, "no frame rate / time base: cannot read by frame range")
+        if first_pts is None:
+            first_pts = _first_pts(container, stream)
+        want = start
+        # NOTE: seek to half a frame before the frame's timestamp so rounding never lands past it;
+        # backward=True picks the keyframe at or before that timestamp. Should the decoder still
+        # start after the frame (open GOPs), seek again 2 s earlier, then to the start.
+        for back in (0.5, 2 * fps + 0.5, None):
+            target = 0 if back is None else first_pts + int((start - back) / fps / float(stream.time_base))
+            container.seek(max(target, first_pts) if start and back is not None else 0, stream=stream,
+                           backward=True, any_frame=False)
+            try:
+                for frame in container.decode(stream):
+                    idx = _frame_index(frame, stream, first_pts, fps)
+                    if idx < want:
+                        continue
+                    if idx > want:  # the seek landed after the frame, or a frame is missing
+                        if want == start and back is not None:
+                            break  # nothing yielded yet: seek earlier
+                        raise VideoReadError(path, f"frame {want} not found (decoding went from frame "
+                                                   f"{want - 1} to {idx})")
+                    yield frame.to_ndarray(format="rgb24")
+                    want += 1
+                    if want >= end:
+                        return
+                else:
+                    raise VideoReadError(path, f"truncated: frame {want} of range {start}..{end - 1} is missing")
+            except av.error.FFmpegError as err:
+                raise VideoReadError(path, f"decode failed at frame {want} ({err})") from err
+        raise VideoReadError(path, f"frame {start} not found by seeking")
+    finally:
+        container.close()
+
+
+def video_first_pts(path: str | os.PathLike) -> int:
+    """The first presentation timestamp of a video's stream (for :func:`iter_video_range`)."""
+    container, stream = _open_container(Path(path))
+    try:
+        return _first_pts(container, stream)
+    finally:
+        container.close()

@@ -35,6 +35,20 @@ S3_PREFIX = "s3://"
 _GLOB_CHARS = "*?["
 _CONNECT_TIMEOUT_S = 5.0
 _REQUEST_TIMEOUT_S = 60.0
+# Storage outages (an S3 service restarting, a network blip): every S3 call, boto3 and pyarrow,
+# retries with exponential backoff (standard mode: random up to 2**n s, capped at 20 s) for at
+# most LCMFTN_S3_MAX_ATTEMPTS attempts, then raises (StorageError naming the URI and endpoint).
+# Default 3: a wrong or dead endpoint fails in seconds; jobs that must ride out a service
+# restart set it higher (10 rode out a SeaweedFS restart mid-colorize and mid-ingest; README
+# "Faults and bad input"). Read when the client is built (per process; Ray workers take it
+# from their runtime_env / the raylet's env, the pyarrow filesystem carries it when pickled).
+S3_MAX_ATTEMPTS_ENV = "LCMFTN_S3_MAX_ATTEMPTS"
+_DEFAULT_S3_MAX_ATTEMPTS = 3
+
+
+def s3_max_attempts() -> int:
+    """Attempts per S3 call (``LCMFTN_S3_MAX_ATTEMPTS``, default 3, at least 1)."""
+    return max(1, int(os.environ.get(S3_MAX_ATTEMPTS_ENV) or _DEFAULT_S3_MAX_ATTEMPTS))
 _NOT_FOUND_CODES = ("404", "NoSuchKey", "NotFound")
 
 
@@ -119,6 +133,7 @@ def s3_settings() -> dict[str, str | None]:
         "access_key": env.get("AWS_ACCESS_KEY_ID") or None,
         "secret_key": env.get("AWS_SECRET_ACCESS_KEY") or None,
         "session_token": env.get("AWS_SESSION_TOKEN") or None,
+        "max_attempts": s3_max_attempts(),
     }
 
 
@@ -133,7 +148,7 @@ def _s3_filesystem(key: tuple) -> pafs.S3FileSystem:
         "region": s["region"],
         "connect_timeout": _CONNECT_TIMEOUT_S,
         "request_timeout": _REQUEST_TIMEOUT_S,
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=s["max_attempts"]),
     }
     if s["access_key"] and s["secret_key"]:
         kwargs.update(access_key=s["access_key"], secret_key=s["secret_key"])
@@ -157,7 +172,7 @@ def _boto3_client(key: tuple):
     cfg = Config(
         connect_timeout=_CONNECT_TIMEOUT_S,
         read_timeout=_REQUEST_TIMEOUT_S,
-        retries={"max_attempts": 3, "mode": "standard"},
+        retries={"max_attempts": s["max_attempts"], "mode": "standard"},
         s3={"addressing_style": "path"},
     )
     return boto3.client(

@@ -20,6 +20,15 @@ all float in [0, 1]; every system returns ``[B,3,H,W]`` in [0, 1].
 * ``CopyRef``: returns C_p. ``FlowWarp``: dense optical flow (OpenCV Farneback or DIS) from S_n to
   S_p (both lightly blurred because line art is sparse), then C_p is sampled at x + flow(x).
   Runs per sample on CPU NumPy; not differentiable, ``trainable = False``.
+* ``DeepAnalogy`` (Liao et al. 2017, as the LCMFTN paper §4.3 adapts it: the reference's
+  line art is known, so only the match S_n -> S_p is searched): a coarse-to-fine nearest-
+  neighbour field (exhaustive search in a window around the upsampled coarser field, a
+  per-level PatchMatch without the random search) on *features of the line art*, then C_p is
+  read at the matched positions. NOTE: no pretrained VGG-19 can be downloaded here, so the
+  features are not a deep network's: they are the ink map ``1 - S`` blurred at several scales
+  (``feature_sigmas_px``), i.e. raw line-art pixels with growing context. Offsets are
+  integers and the output is C_p copied pixel for pixel (nearest), so an identical pair gives
+  C_p exactly (a small ``offset_penalty`` breaks ties towards no motion on blank paper).
 """
 
 from __future__ import annotations
@@ -85,6 +94,25 @@ class FlowWarpConfig:
     size: str = "small"
     method: str = "farneback"
     blur_sigma_px: float = 1.5
+
+
+@dataclass(frozen=True)
+class DeepAnalogyConfig:
+    """DeepAnalogy-style patch matching (see the module docstring).
+
+    levels: pyramid levels (each halves the size). radius_px: search radius at each level in
+    that level's pixels (the coarsest level's radius reaches ``radius_px * 2**(levels-1)`` px at
+    full size). patch_px: side of the square patch whose feature SSD is compared.
+    feature_sigmas_px: Gaussian blurs of the ink map stacked as feature channels (0 = raw).
+    offset_penalty: cost per squared pixel of offset (ties on blank paper -> no motion).
+    """
+
+    size: str = "small"
+    levels: int = 3
+    radius_px: int = 4
+    patch_px: int = 5
+    feature_sigmas_px: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
+    offset_penalty: float = 1e-4
 
 
 # ----------------------------------------------------------------------------- Pix2Pix-ref
@@ -305,3 +333,84 @@ class FlowWarp(ColorizationSystem):
                               _to_u8(sp[b], self.config.blur_sigma_px), self.config.method)
             out[b] = warp_with_flow(np.ascontiguousarray(cp[b]), flow)
         return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=c_p.device, dtype=c_p.dtype)
+
+
+# ----------------------------------------------------------------------------- DeepAnalogy
+
+
+def _blur(x: Tensor, sigma: float) -> Tensor:
+    if sigma <= 0:
+        return x
+    r = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = g / g.sum()
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
+
+
+def _sample(img: Tensor, field: Tensor) -> Tensor:
+    """``img`` [B,C,H,W] read at integer positions x + field(x) (field [B,2,H,W] as (dy, dx)),
+    clamped to the border: a pure gather, so identity offsets return ``img`` exactly."""
+    B, C, H, W = img.shape
+    ys = torch.arange(H, device=img.device).view(1, H, 1) + field[:, 0]
+    xs = torch.arange(W, device=img.device).view(1, 1, W) + field[:, 1]
+    idx = (ys.clamp(0, H - 1) * W + xs.clamp(0, W - 1)).view(B, 1, H * W).expand(B, C, H * W)
+    return img.flatten(2).gather(2, idx).view(B, C, H, W)
+
+
+class DeepAnalogy(ColorizationSystem):
+    """Coarse-to-fine NN-field matching S_n -> S_p on line-art features; C_p read at the match."""
+
+    system = "deep-analogy"
+    trainable = False
+
+    def __init__(self, cfg: DeepAnalogyConfig | None = None):
+        super().__init__()
+        self.config = cfg or DeepAnalogyConfig()
+        c = self.config
+        if c.levels < 1 or c.radius_px < 0 or c.patch_px < 1 or c.patch_px % 2 == 0:
+            raise ValueError(f"deep-analogy: need levels >= 1, radius_px >= 0, odd patch_px >= 1, got {c}")
+
+    def features(self, s: Tensor) -> Tensor:
+        ink = 1.0 - s.float()
+        return torch.cat([_blur(ink, sig) for sig in self.config.feature_sigmas_px], 1)
+
+    def match(self, s_p: Tensor, s_n: Tensor) -> Tensor:
+        """The NN field ``[B, 2, H, W]`` (integer (dy, dx)): S_n(x) matches S_p(x + field(x))."""
+        c = self.config
+        f_p, f_n = self.features(s_p), self.features(s_n)
+        B, _, H, W = f_n.shape
+        pyr = [(f_p, f_n)]
+        for _ in range(c.levels - 1):
+            a, b = pyr[-1]
+            if min(a.shape[-2:]) < 2 * c.patch_px:
+                break
+            pyr.append((F.avg_pool2d(a, 2, ceil_mode=True), F.avg_pool2d(b, 2, ceil_mode=True)))
+        field = torch.zeros(B, 2, *pyr[-1][1].shape[-2:], dtype=torch.long, device=s_n.device)
+        for level, (a, b) in enumerate(reversed(pyr)):
+            if level:  # upsample the coarser field: positions and offsets double
+                field = (2 * field).repeat_interleave(2, 2).repeat_interleave(2, 3)[..., :b.shape[2], :b.shape[3]]
+            field = self._refine(a, b, field, 2 ** (len(pyr) - 1 - level))
+        return field
+
+    def _refine(self, f_p: Tensor, f_n: Tensor, field: Tensor, scale: int) -> Tensor:
+        c = self.config
+        r, pad = c.radius_px, c.patch_px // 2
+        best_cost = torch.full(f_n[:, :1].shape, float("inf"), dtype=f_n.dtype, device=f_n.device)
+        best = field.clone()
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                cand = field + torch.tensor([dy, dx], device=field.device).view(1, 2, 1, 1)
+                diff = (f_n - _sample(f_p, cand)).pow(2).sum(1, keepdim=True)
+                cost = F.avg_pool2d(F.pad(diff, (pad,) * 4, mode="replicate"), c.patch_px, stride=1)
+                cost = cost + c.offset_penalty * (scale**2) * cand.pow(2).sum(1, keepdim=True).to(cost.dtype)
+                better = cost < best_cost
+                best_cost = torch.where(better, cost, best_cost)
+                best = torch.where(better, cand, best)
+        return best
+
+    @torch.no_grad()
+    def forward(self, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> Tensor:
+        check_inputs(s_p, c_p, s_n)
+        return _sample(c_p, self.match(s_p, s_n))

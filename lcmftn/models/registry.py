@@ -29,6 +29,8 @@ from lcmftn.models.base import ColorizationSystem
 from lcmftn.models.baselines import (
     CopyRef,
     CopyRefConfig,
+    DeepAnalogy,
+    DeepAnalogyConfig,
     FlowWarp,
     FlowWarpConfig,
     PatchGAN,
@@ -132,6 +134,8 @@ _SPECS = (
                trainable=True, loss="ours"),
     SystemSpec("copy-ref", CopyRefConfig, CopyRef),
     SystemSpec("flow-warp", FlowWarpConfig, FlowWarp),
+    # paper §4.3's DeepAnalogy baseline, no training; line-art features (no VGG offline)
+    SystemSpec("deep-analogy", DeepAnalogyConfig, DeepAnalogy),
 )  # fmt: skip
 REGISTRY: dict[str, SystemSpec] = {s.name: s for s in _SPECS}
 SYSTEMS = tuple(REGISTRY)

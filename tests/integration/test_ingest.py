@@ -265,7 +265,10 @@ def test_ray_job_submit(films, tmp_path):
 
     ray_bin = Path(sys.executable).with_name("ray")
     tmp = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))
-    gcs, dash = pick_ports(2)
+    # Private agent ports: the dashboard agent's default 52365 is shared by every Ray on the
+    # machine; when another one holds it the head's agent dies (EADDRINUSE in
+    # dashboard_agent.log) and every submission answers "No available agent to submit job".
+    gcs, dash, agent, agent_grpc, renv = pick_ports(5)
     env = dict(os.environ, RAY_TMPDIR=str(tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                PATH=f"{ray_bin.parent}:{os.environ['PATH']}")  # fmt: skip
     env.pop("RAY_ADDRESS", None)
@@ -273,7 +276,9 @@ def test_ray_job_submit(films, tmp_path):
         env["RAY_AUTH_MODE"] = "token"
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                             "--node-ip-address=127.0.0.1", f"--temp-dir={tmp}"],
+                             "--node-ip-address=127.0.0.1", f"--temp-dir={tmp}",
+                             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                             f"--runtime-env-agent-port={renv}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     out = tmp_path / "ds"
     try:

@@ -23,6 +23,7 @@ from lcmftn.data.dataset import (
     shot_id_for,
     split_shots,
 )
+from lcmftn.data.dataset_format import png_crc32
 from lcmftn.data.pairs import WindowConfig
 
 H, W = 24, 32
@@ -52,6 +53,8 @@ def _rows(film: str, shots: list[tuple[int, int]], hold_every: int = 0) -> pa.Ta
             rows["hold"].append(bool(hold_every and f > s and f % hold_every == 1))
             rows["height"].append(H)
             rows["width"].append(W)
+            rows["color_crc32"].append(png_crc32(rows["color_png"][-1]))
+            rows["lineart_crc32"].append(png_crc32(rows["lineart_png"][-1]))
     return pa.table(rows, schema=FRAME_SCHEMA)
 
 

@@ -17,13 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_records_hold_the_per_system_facts():
     assert registry.SYSTEMS == ("lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc", "lcmftn-cosine",
-                                "lcmftn-ours", "copy-ref", "flow-warp")
+                                "lcmftn-ours", "copy-ref", "flow-warp", "deep-analogy")
     assert registry.TRAINABLE == recipes.SYSTEMS_TRAINABLE == (
         "lcmftn", "lcmftn-nocmft", "pix2pix-ref", "tcvc", "lcmftn-cosine", "lcmftn-ours")
     assert registry.GAN_SYSTEMS == ("pix2pix-ref", "tcvc")
     assert {s: registry.multiple_of(s) for s in registry.SYSTEMS} == {
         "lcmftn": 8, "lcmftn-nocmft": 8, "pix2pix-ref": 1, "tcvc": 4, "lcmftn-cosine": 8,
-        "lcmftn-ours": 8, "copy-ref": 1, "flow-warp": 1}
+        "lcmftn-ours": 8, "copy-ref": 1, "flow-warp": 1, "deep-analogy": 1}
     assert {s: registry.spec(s).d_lr_ratio for s in registry.GAN_SYSTEMS} == {"pix2pix-ref": 1.0, "tcvc": 0.1}
     assert {s: registry.spec(s).d_condition_channels for s in registry.GAN_SYSTEMS} == {"pix2pix-ref": 5, "tcvc": 4}
     assert [s for s in registry.SYSTEMS if registry.spec(s).blank_reference] == ["tcvc"]

@@ -11,6 +11,7 @@ import pytest
 from lcmftn import episode
 from lcmftn import jobs as job
 from lcmftn import report as rpt
+from lcmftn.data.dataset_format import decode_color_png
 
 
 def _shot(start, end, status="done", **kw):
@@ -77,8 +78,8 @@ def test_add_evaluation_writes_truth_and_error_maps_and_resorts(tmp_path):
             {"i": 4, "psnr": 30.0, "ssim": 0.9}, {"i": 5, "psnr": 35.0, "ssim": 0.95}]
     out = rpt.add_evaluation(rep, rows, truth, store.get, store.__setitem__, {"mode": "chain"})
     assert {f"truth/{rpt.frame_name(i)}" for i in (1, 2, 4, 5)} <= set(store)
-    err2 = job.decode_png(store["error/000002.png"])
-    err1 = job.decode_png(store["error/000001.png"])
+    err2 = decode_color_png(store["error/000002.png"])
+    err1 = decode_color_png(store["error/000001.png"])
     assert err2.shape == (8, 10, 3) and err2.mean() > err1.mean() + 50  # far off = bright
     assert json.loads(store["report.json"])["evaluation"]["frames"] == 4
     assert "truth/" in store["report.html"].decode() or "error map" in store["report.html"].decode()
@@ -141,8 +142,8 @@ def test_load_shots_validates():
 
 
 def test_plan_jobs_keys_borrow_and_fingerprints():
-    la = [np.full((8, 8), 255, np.uint8) for _ in range(9)]
-    ep = episode.Episode(la, 24.0, "x", unreadable={7: "frame 7 (f.png): broken"})
+    la = [np.full((8, 8), 255 - i, np.uint8) for i in range(9)]
+    ep = episode.Scan(b"".join(episode.frame_digest(f) for f in la), {7: "frame 7 (f.png): broken"}, None)
     keys = {0: np.zeros((8, 8, 3), np.uint8)}
     shots = [(0, 3), (3, 6), (6, 9)]
     jobs, left = job.plan_jobs(ep, keys, shots, job.RunSettings(), "fp")
@@ -151,10 +152,16 @@ def test_plan_jobs_keys_borrow_and_fingerprints():
     assert "--borrow-keyframes" in left[0]["reason"] and "f.png" in left[1]["reason"]
     jobs2, _ = job.plan_jobs(ep, keys, shots, job.RunSettings(borrow_keyframes=True), "fp")
     borrowed = jobs2[1]
-    assert borrowed["borrowed_from"] == 0 and borrowed["offset"] == 1 and len(borrowed["lineart"]) == 4
+    assert borrowed["borrowed_from"] == 0 and borrowed["offset"] == 1 and len(borrowed["digests"]) == 3 * 16
+    assert borrowed["borrowed_digest"] == episode.frame_digest(la[0])
     assert jobs2[0]["fingerprint"] == jobs[0]["fingerprint"]
     jobs3, _ = job.plan_jobs(ep, keys, shots, job.RunSettings(), "other-model")
     assert jobs3[0]["fingerprint"] != jobs[0]["fingerprint"]
+    la[1] = la[1].copy()
+    la[1][0, 0] = 0  # one pixel of the shot's line art changed: the shot is coloured again
+    ep2 = episode.Scan(b"".join(episode.frame_digest(f) for f in la), ep.unreadable, None)
+    jobs4, _ = job.plan_jobs(ep2, keys, shots, job.RunSettings(), "fp")
+    assert jobs4[0]["fingerprint"] != jobs[0]["fingerprint"]
 
 
 def test_episode_stats_drops_the_borrowed_frame():

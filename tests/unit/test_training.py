@@ -150,8 +150,10 @@ def test_driver_checks_count_what_the_workers_will_sample(tmp_path):
     shots = load_frames(str(root))
     tr, va = split_shots(shots, spec.cfg.val.val_fraction, seed=spec.cfg.seed)
     pairs = WindowPairDataset(tr, spec.cfg.window, spec.cfg.image_size_px)
+    shard_bytes = sum(p.stat().st_size for p in root.rglob("*.parquet"))
     assert spec.counts == {"shots": 6, "train_shots": len(tr), "val_shots": len(va),
-                           "train_pairs": len(pairs), "frames": 144}
+                           "train_pairs": len(pairs), "frames": 144, "data_bytes": shard_bytes}
+    assert spec.data_path == "memory"  # 45 KB, far under the default budget
     assert spec.cpus_per_worker == 0.5 and spec.register_as == "lcmftn"
     assert spec.run_name.startswith("lcmftn-smoke-")
     params = train.run_params(spec)

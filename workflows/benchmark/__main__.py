@@ -1,4 +1,4 @@
-"""Run a benchmark: ``python -m workflows.benchmark {model,ingest,train,colorize,compare,data,attention,confidence} [options]``.
+"""Run a benchmark: ``python -m workflows.benchmark {model,ingest,scale-ingest,train,colorize,compare,data,attention,confidence,scale-train,scale} [options]``.
 
 Each sub-benchmark lives in its own module with ``main(argv) -> int``; ``model`` and the
 single-process parts of ``train``/``colorize`` import no Ray, so they run on a bare GPU machine
@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("model", "ingest", "train", "colorize", "compare", "data", "attention", "confidence")
+BENCHMARKS = ("model", "ingest", "scale-ingest", "train", "colorize", "compare", "data", "attention",
+              "confidence", "scale-train", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in BENCHMARKS:
         print(f"usage: python -m workflows.benchmark {{{','.join(BENCHMARKS)}}} [options]", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"workflows.benchmark.{argv[0]}")
+    module = importlib.import_module(f"workflows.benchmark.{argv[0].replace('-', '_')}")
     return int(module.main(argv[1:]) or 0)
 
 

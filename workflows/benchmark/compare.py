@@ -1,4 +1,8 @@
-"""The paper's comparison at CPU scale: LCMFTN vs its no-CMFT ablation vs TCVC and Pix2Pix-ref
+"""NOTE: superseded by ``python -m workflows.evaluate`` (film-level split, several seeds, every
+system, whole shots, timings, MLflow). This earlier comparison holds out SHOTS of the training
+films (``split_shots``), not whole films; it is kept for ingested datasets without split tags.
+
+The paper's comparison at CPU scale: LCMFTN vs its no-CMFT ablation vs TCVC and Pix2Pix-ref
 vs the no-training references copy-ref and flow-warp, on the SAME held-out clips.
 
     python -m workflows.benchmark compare --data /tmp/demo4/dataset --recipe cpu-small \\
