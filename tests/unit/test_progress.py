@@ -60,3 +60,26 @@ def test_disabled_writes_nothing_and_summary_block_aligns():
     assert out.getvalue() == ""
     text = summary_block("done:", {"a": 1, "long key": "x"}, out)
     assert text == "done:\n  a         1\n  long key  x\n" == out.getvalue()
+
+
+def test_board_sums_parts_and_counter_posts_throttled_then_flushes():
+    import threading
+
+    from workflows.progress import FrameCounter, ProgressBoard
+
+    board = ProgressBoard()
+    board.post_part("a", 5)
+    board.post_part("b", 3)
+    board.post_part("a", 4)  # a late, older post of part a: the count never goes back
+    assert board.read()[0] == 8
+    posts: list[int] = []
+    counter = FrameCounter(posts.append, min_interval_s=3600.0)
+    threads = [threading.Thread(target=lambda: [counter.add() for _ in range(250)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert posts == [1]  # the first add posts, the next ones wait for the interval
+    counter.flush()
+    assert counter.done == 1000 and posts[-1] == 1000
+    FrameCounter(None).add()  # no post: counts only
