@@ -160,4 +160,13 @@ def trials_bar(total: int):
         def close(self) -> None:
             self.bar.close()
 
+        # NOTE: Tune pickles its run config, callbacks included (tuner.pkl, for Tuner.restore);
+        # the bar's stream (sys.stderr) does not pickle. A restored copy draws nothing.
+        def __getstate__(self) -> dict:
+            return {"errors": self.errors}
+
+        def __setstate__(self, state: dict) -> None:
+            self.errors = state["errors"]
+            self.bar = Progress("tune", total, "trials", enabled=False)
+
     return TrialsBar()
