@@ -46,6 +46,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from lcmftn.data.synth.config import rgb as _rgb  # one HSV -> RGB for v1 and v2
 from lcmftn.data.video import write_video
 
 __all__ = ["FilmConfig", "SyntheticFilm", "generate_film", "write_film", "plan_film", "sidecar_path"]
@@ -128,11 +129,6 @@ class SyntheticFilm(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # Colours
 # ---------------------------------------------------------------------------------------------
-def _rgb(h_deg: float, s: float, v: float) -> tuple[int, int, int]:
-    r, g, b = colorsys.hsv_to_rgb((h_deg % 360) / 360.0, min(max(s, 0), 1), min(max(v, 0), 1))
-    return int(r * 255 + 0.5), int(g * 255 + 0.5), int(b * 255 + 0.5)
-
-
 def _shade(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     """Cel shadow tone: darker, a little more saturated, hue pulled toward blue."""
     h, s, v = colorsys.rgb_to_hsv(*(c / 255.0 for c in rgb))
