@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from lcmftn import limits
+from lcmftn.calibration import Calibration, frame_feature
 from lcmftn.upsample import UpsampleConfig, guided_upsample, resize_color
 
 MODES = ("chain", "anchor", "auto")
@@ -73,6 +74,9 @@ class ColorizeConfig:
     low_confidence: float = 0.5  # a pixel is "low confidence" below this
     flag_fraction: float = 0.05  # a frame is flagged for review above this low-confidence fraction
     proxy_blur_px: float = 2.0  # sigma (model px) of the line-change confidence proxy
+    # lcmftn.calibration.Calibration as JSON ("" = none: flag by flag_fraction); with one, a
+    # frame is flagged when its expected PSNR is in the calibrated worst tail.
+    calibration_json: str = ""
     upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
 
 
@@ -174,6 +178,8 @@ class FrameInfo:
     ref: int
     conf_mean: float
     low_fraction: float
+    change: float = 0.0  # line-art change keyframe -> frame: mean of 1 - line_change_confidence
+    distance: int = 0  # frames between this frame and the keyframe its colour chain starts from
 
 
 class ShotColorizer:
@@ -218,6 +224,7 @@ class ShotColorizer:
         self._c: dict[int, torch.Tensor] = {}  # model-resolution colour of done frames
         self._full: dict[int, Future | np.ndarray] = {}  # full-res output kept for later copies
         self._uses = np.zeros(len(self.lineart), int)  # pending steps referencing each frame
+        self._key_of: dict[int, int] = {}  # frame -> the keyframe its colour chain starts from
         self._copy_uses = np.zeros(len(self.lineart), int)
         for st in self.steps:
             if st.kind == "model":
@@ -288,7 +295,11 @@ class ShotColorizer:
             self.conf_maps[st.target] = conf_u8
         else:
             self.conf_sink(st.target, conf_u8)
-        self._record(st, float(conf_np.mean()), float((conf_np < self.cfg.low_confidence).mean()))
+        key = self._key_of[st.target] = self._key_of.get(st.ref, st.ref)
+        change = 1.0 - float(line_change_confidence(self._lineart(key), self._lineart(st.target),
+                                                    self.cfg.proxy_blur_px).mean())
+        self._record(st, float(conf_np.mean()), float((conf_np < self.cfg.low_confidence).mean()), change,
+                     abs(st.target - key))
         self._c[st.target] = color
         rgb_small = tensor_to_color(color)
         lineart = self.lineart[st.target]
@@ -310,8 +321,8 @@ class ShotColorizer:
             self._s[i] = lineart_at_size(self.lineart[i], self.size_hw)
         return self._s[i]
 
-    def _record(self, st: Step, conf_mean: float, low: float) -> None:
-        self.infos[st.target] = FrameInfo(st.target, st.kind, st.ref, conf_mean, low)
+    def _record(self, st: Step, conf_mean: float, low: float, change: float = 0.0, distance: int = 0) -> None:
+        self.infos[st.target] = FrameInfo(st.target, st.kind, st.ref, conf_mean, low, change, distance)
 
     def _finish_key(self, st: Step, executor: ThreadPoolExecutor | None) -> None:
         key = self.keyframes[st.target]
@@ -325,7 +336,8 @@ class ShotColorizer:
         self._c[st.target] = self._c[st.ref]
         if st.ref in self.conf_maps:
             self.conf_maps[st.target] = self.conf_maps[st.ref]
-        self._record(st, src.conf_mean, src.low_fraction)
+        self._key_of[st.target] = self._key_of.get(st.ref, st.ref)
+        self._record(st, src.conf_mean, src.low_fraction, src.change, abs(st.target - self._key_of[st.target]))
         full = self._full[st.ref]
         self._emit(st.target, "copy", (full.result if isinstance(full, Future) else lambda: full), executor)
         self._copy_uses[st.ref] -= 1
@@ -366,7 +378,16 @@ class ShotColorizer:
         """Counts, time and confidence of the shot (JSON-serialisable)."""
         infos = [self.infos[i] for i in sorted(self.infos)]
         model = [f for f in infos if f.kind == "model"]
-        flagged = [f.index for f in model if f.low_fraction > self.cfg.flag_fraction]
+        cal = Calibration.from_json(self.cfg.calibration_json) if self.cfg.calibration_json else None
+        expected = {}
+        if cal is not None:  # calibrated rule: expected PSNR in the worst tail (lcmftn.calibration)
+            for f in infos:
+                if f.kind != "key":
+                    raw = frame_feature(cal.feature, f.conf_mean, f.low_fraction, f.change, f.distance)
+                    expected[f.index] = float(cal.expected_psnr(raw))
+            flagged = [f.index for f in model if expected[f.index] <= cal.flag_psnr_db]
+        else:
+            flagged = [f.index for f in model if f.low_fraction > self.cfg.flag_fraction]
         return {
             "frames": len(self.lineart),
             "keyframes": sorted(int(k) for k in self.keyframes),
@@ -379,7 +400,9 @@ class ShotColorizer:
             "confidence": round(float(np.mean([f.conf_mean for f in model])) if model else 1.0, 4),
             "flagged": flagged,
             "per_frame": [
-                {"i": f.index, "kind": f.kind, "ref": f.ref, "conf": round(f.conf_mean, 4), "low": round(f.low_fraction, 4)}
+                {"i": f.index, "kind": f.kind, "ref": f.ref, "conf": round(f.conf_mean, 4),
+                 "low": round(f.low_fraction, 4), "change": round(f.change, 4), "distance": f.distance,
+                 **({"expected_psnr": round(expected[f.index], 2)} if f.index in expected else {})}
                 for f in infos
             ],
         }

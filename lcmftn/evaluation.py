@@ -220,3 +220,150 @@ def summarize_scores(rows: list[dict]) -> dict:
         "per_offset": curve,
         "per_frame": rows,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Does confidence find the bad frames? (issue 10 part 2): rank statistics in plain NumPy
+# ---------------------------------------------------------------------------------------------
+LARGE_ERROR = 0.1
+"""A pixel's error is "large" above this mean |RGB| error in [0, 1] (~25 of 255 levels)."""
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x`` (ties get their average rank), like ``scipy.stats.rankdata``."""
+    x = np.asarray(x, np.float64).ravel()
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    ranks = np.empty(len(x), np.float64)
+    # run boundaries of equal values: each run gets the mean of its positions (1-based)
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of ``x`` and ``y`` (Pearson of average ranks); NaN when fewer
+    than 3 pairs or one side is constant."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"spearman: {x.shape} vs {y.shape} values")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 3:
+        return float("nan")
+    rx, ry = rankdata(x) - (len(x) + 1) / 2, rankdata(y) - (len(y) + 1) / 2
+    den = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    return float((rx * ry).sum() / den) if den > 0 else float("nan")
+
+
+def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` separating ``labels`` True from False (the
+    Mann-Whitney U statistic / (n_pos * n_neg), ties counted half); NaN with one class only."""
+    s = np.asarray(scores, np.float64).ravel()
+    pos = np.asarray(labels, bool).ravel()
+    if s.shape != pos.shape:
+        raise ValueError(f"auroc: {s.shape} scores vs {pos.shape} labels")
+    n_pos = int(pos.sum())
+    n_neg = len(pos) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@dataclass
+class ConfidenceScore:
+    """Accumulates per-frame (confidence, PSNR) and per-pixel (low confidence, large error)
+    pairs of a coloured episode; ``result()`` -> Spearman / AUROC (module functions above)."""
+
+    large_error: float = LARGE_ERROR
+    max_pixels_per_frame: int = 4096  # pixels sampled per frame (deterministic stride)
+    frame_conf: list[float] = field(default_factory=list)
+    frame_psnr: list[float] = field(default_factory=list)
+    pixel_low: list[np.ndarray] = field(default_factory=list)
+    pixel_bad: list[np.ndarray] = field(default_factory=list)
+
+    def add_frame(self, conf: float, psnr: float, conf_map: np.ndarray | None = None,
+                  pred: np.ndarray | None = None, truth: np.ndarray | None = None) -> None:
+        """``conf_map``: uint8 [h, w] (255 = sure) or float in [0, 1]; ``pred``/``truth``: RGB
+        uint8 frames, resized (area) to the map's size to score its pixels."""
+        self.frame_conf.append(float(conf))
+        self.frame_psnr.append(float(psnr))
+        if conf_map is None or pred is None or truth is None:
+            return
+        import cv2
+
+        h, w = conf_map.shape[:2]
+        c = conf_map.astype(np.float64) / (255.0 if conf_map.dtype == np.uint8 else 1.0)
+
+        def small(img: np.ndarray) -> np.ndarray:
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) if img.shape[:2] != (h, w) else img
+            return img.astype(np.float64) / 255.0
+
+        err = np.abs(small(pred) - small(truth)).mean(axis=2)
+        step = max(1, (h * w) // self.max_pixels_per_frame)
+        self.pixel_low.append((1.0 - c).ravel()[::step])
+        self.pixel_bad.append((err > self.large_error).ravel()[::step])
+
+    def result(self) -> dict:
+        """``{"frames", "spearman_conf_psnr", "pixels", "large_error_fraction",
+        "pixel_auroc_low_conf_vs_large_error", "large_error"}`` (NaN -> None)."""
+        def clean(v: float) -> float | None:
+            return None if not np.isfinite(v) else round(float(v), 4)
+
+        out = {"frames": len(self.frame_conf),
+               "spearman_conf_psnr": clean(spearman(self.frame_conf, self.frame_psnr)),
+               "large_error": self.large_error}
+        if self.pixel_low:
+            low, bad = np.concatenate(self.pixel_low), np.concatenate(self.pixel_bad)
+            out.update(pixels=int(len(low)), large_error_fraction=clean(float(bad.mean())),
+                       pixel_auroc_low_conf_vs_large_error=clean(auroc(low, bad)))
+        return out
+
+
+def score_confidence(out, color: list[np.ndarray], report: dict, rows: list[dict],
+                     large_error: float = LARGE_ERROR) -> dict:
+    """How well the run's confidence predicts its error (evaluation mode, issue 10): Spearman
+    of per-frame confidence (report ``per_frame[].conf``) vs PSNR over the model-coloured frames
+    (``rows`` from :func:`score_frames`), and pixel AUROC of low confidence (``OUT/confidence/``
+    maps) vs error above ``large_error``. Copies (holds) inherit their source's figures, so only
+    ``kind == "model"`` frames count."""
+    import cv2
+
+    from lcmftn import report as rpt
+    from lcmftn.data.dataset_format import decode_color_png
+
+    conf = {f["i"]: f for s in report["shots"] if s.get("status") == "done" for f in s.get("per_frame", [])}
+    flagged = {i for s in report["shots"] if s.get("status") == "done" for i in s.get("flagged", [])}
+    score = ConfidenceScore(large_error=large_error)
+    extra: dict[str, list[float]] = {"psnr": [], "change": [], "distance": [], "expected_psnr": [], "flag": []}
+    for r in rows:
+        f = conf.get(r["i"])
+        if f is None or f.get("kind") != "model":
+            continue
+        name = rpt.frame_name(r["i"])
+        cmap_png, pred_png = out.read(f"confidence/{name}"), out.read(f"frames/{name}")
+        cmap = None
+        if cmap_png is not None:
+            cmap = cv2.imdecode(np.frombuffer(cmap_png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        pred = decode_color_png(pred_png) if pred_png is not None else None
+        score.add_frame(f["conf"], r["psnr"], cmap, pred, color[r["i"]])
+        extra["psnr"].append(r["psnr"])
+        extra["change"].append(f.get("change", np.nan))
+        extra["distance"].append(f.get("distance", np.nan))
+        extra["expected_psnr"].append(f.get("expected_psnr", np.nan))
+        extra["flag"].append(r["i"] in flagged)
+    out = score.result()
+    psnr = np.array(extra["psnr"])
+    for name in ("change", "distance", "expected_psnr"):  # other scores vs PSNR (negative:
+        rho = spearman(extra[name], psnr) if len(psnr) else float("nan")  # higher = worse)
+        if np.isfinite(rho):
+            out[f"spearman_{name}_psnr"] = round(float(rho), 4)
+    flags = np.array(extra["flag"], bool)
+    if len(flags):
+        out["flagged_fraction"] = round(float(flags.mean()), 4)
+        out["psnr_flagged"] = round(float(psnr[flags].mean()), 3) if flags.any() else None
+        out["psnr_unflagged"] = round(float(psnr[~flags].mean()), 3) if (~flags).any() else None
+    return out

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from lcmftn import report as rpt
+from lcmftn.calibration import CALIBRATION_FILE  # confidence hook
 from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
 from lcmftn.data.dataset_format import decode_color_png, encode_png
 from lcmftn.episode import LineartSource, Scan, ShotFrames
@@ -141,10 +142,13 @@ def _shot_frames(src: LineartSource, job: dict, window: int) -> tuple[ShotFrames
     return reader, _Prefixed(first, reader)
 
 
-def colorize_jobs(system, jobs: list[dict], settings: dict, src: LineartSource, out_uri: str) -> Iterator[dict]:
+def colorize_jobs(system, jobs: list[dict], settings: dict, src: LineartSource, out_uri: str,
+                  on_frames: Callable[[int], None] | None = None) -> Iterator[dict]:
     """Colour shot jobs in lockstep, reading each shot's line art from ``src`` and writing its
     frames, confidence maps and review line art straight to ``out_uri``; yield one small result
     per shot as soon as all its files are written (the caller writes the marker, last).
+    ``on_frames(n)``: called after each output frame is written (``n`` = 1; from the writing
+    thread, so it must be thread-safe): a progress hook.
 
     job: ``{"id", "start", "end", "keyframes": {i: RGB}, "offset", "digests", "index", ...}``
     (``offset`` 1: frame 0 is a borrowed keyframe's drawing, not output; ``index``: where its
@@ -181,6 +185,8 @@ def colorize_jobs(system, jobs: list[dict], settings: dict, src: LineartSource, 
                 if t >= off:
                     out.write(f"frames/{rpt.frame_name(start + t - off)}", encode_png(rgb))
                     written.append(start + t - off)
+                    if on_frames is not None:
+                        on_frames(1)  # progress hook
 
             def conf_sink(t: int, m: np.ndarray, off=off, start=start) -> None:
                 if t >= off:
@@ -293,7 +299,8 @@ def plan_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray
     from lcmftn.models.registry import multiple_of
 
     cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
-                         low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction)
+                         low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction,
+                         calibration_json=model_files.get(CALIBRATION_FILE, b"").decode())  # confidence hook
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
     model_size(*src.size_hw, rs.size, cfg.multiple_of, source=src.source)  # limits, before any allocation
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)

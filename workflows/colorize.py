@@ -67,7 +67,7 @@ from lcmftn.episode import (  # noqa: F401 - re-exported: the job's inputs
     scan_lineart,
     stage,
 )
-from lcmftn.evaluation import parse_eval_modes, score_frames, summarize_scores
+from lcmftn.evaluation import parse_eval_modes, score_confidence, score_frames, summarize_scores
 from lcmftn.integrations import lease, storage
 from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the job
     MARKER_VERSION,
@@ -116,9 +116,23 @@ class ShotPredictor:
                 Path(tmp, name).write_bytes(data)
             self.system, _ = load_checkpoint(tmp, map_location="cpu")
 
-    def colorize(self, jobs: list[dict], src: LineartSource, out_uri: str) -> Iterator[dict]:
-        """Read each shot's frames from ``src``, write them to ``out_uri``; yield small results."""
-        yield from colorize_jobs(self.system, jobs, self.settings, src, out_uri)
+    def colorize(self, jobs: list[dict], src: LineartSource, out_uri: str, board=None,
+                 on_frames=None) -> Iterator[dict]:
+        """Read each shot's frames from ``src``, write them to ``out_uri``; yield small results.
+        Progress hook: frames written are counted into ``board`` (a Ray actor handle of
+        :class:`workflows.progress.ProgressBoard`) or passed to ``on_frames(n)`` (``--local``)."""
+        counter = None
+        if board is not None:
+            import uuid
+
+            from workflows.progress import FrameCounter, board_part
+
+            counter = FrameCounter(board_part(board, uuid.uuid4().hex))
+            on_frames = counter.add
+        for res in colorize_jobs(self.system, jobs, self.settings, src, out_uri, on_frames):
+            if counter is not None:
+                counter.flush()  # the shot's frames are all counted when its record arrives
+            yield res
 
 
 def resolve_device(rs: RunSettings) -> str:
@@ -141,13 +155,13 @@ def resolve_device(rs: RunSettings) -> str:
 
 
 def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes], rs: RunSettings,
-                  src: LineartSource, out_uri: str) -> Iterator[dict]:
+                  src: LineartSource, out_uri: str, progress=None) -> Iterator[dict]:
     """Results of all jobs, as they finish: in-process (``--local``) or over Ray actors. The
     workers read the frames from ``src`` and write them to ``out_uri`` themselves: only small
-    per-shot records come back."""
+    per-shot records come back. ``progress``: :func:`frames_progress`'s bar (frames written)."""
     if rs.local:
         actor = ShotPredictor(model_files, settings)
-        yield from actor.colorize(jobs, src, out_uri)
+        yield from actor.colorize(jobs, src, out_uri, on_frames=getattr(progress, "add", None))
         return
     import ray
 
@@ -173,7 +187,7 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
 
     def pump(actor, group) -> None:  # 3. one thread drains each actor's stream of finished shots
         try:
-            for ref in actor.colorize.remote(group, src_ref, out_uri):
+            for ref in actor.colorize.remote(group, src_ref, out_uri, getattr(progress, "board", None)):
                 if stop.is_set():
                     return
                 results.put(ray.get(ref))
@@ -213,14 +227,16 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
     t0 = time.perf_counter()
     written = 0
     if run.pending:
-        for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri):
-            rec = write_shot(run, res)
-            written += 1
-            log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
-                     rec["copied"], written, len(run.pending))
-            time.sleep(float(os.environ.get(DELAY_ENV, "0") or 0))
-            if fail_after and written >= fail_after:
-                raise InjectedFault(f"{FAULT_ENV}={fail_after}: stopping after {written} shots")
+        total = sum(int(j["end"]) - int(j["start"]) for j in run.pending)
+        with frames_progress(rs, total) as bar:  # progress hook: frames written by the actors
+            for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri, bar):
+                rec = write_shot(run, res)
+                written += 1
+                log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
+                         rec["copied"], written, len(run.pending))
+                time.sleep(float(os.environ.get(DELAY_ENV, "0") or 0))
+                if fail_after and written >= fail_after:
+                    raise InjectedFault(f"{FAULT_ENV}={fail_after}: stopping after {written} shots")
     elapsed = time.perf_counter() - t0
     done = {r["id"] for r in run.records if r["status"] == "done"}
     n_video = _encode(src, out_uri, shots, done, rs)
@@ -236,6 +252,40 @@ def _encode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done
 
     task = ray.remote(num_cpus=1)(encode_episode)
     return int(ray.get(task.remote(src, out_uri, shots, done)))
+
+
+class _LocalFramesBar:
+    """``--local``: the frames bar fed directly by the in-process writer (thread-safe)."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.bar.update(n)
+
+    def __enter__(self) -> _LocalFramesBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close("failed" if exc[0] is not None else "")
+
+
+def frames_progress(rs: RunSettings, total: int):
+    """The "frames coloured" bar of one run (:mod:`lcmftn.progress`; off with ``-v``), counting
+    the frames the actors write (a context manager; ``total``: frames of the pending shots).
+    With Ray the actors post to a board the driver polls (:class:`workflows.progress.DriverBar`);
+    ``--local`` updates the bar in-process."""
+    from lcmftn.progress import Progress
+    from workflows.common import is_verbose
+
+    label = f"colorize ({rs.mode})"
+    if rs.local:
+        return _LocalFramesBar(Progress(label, total, "frames", enabled=not is_verbose()))
+    from workflows.progress import DriverBar
+
+    return DriverBar(label, total, "frames")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="no Ray: colour in this process")
     p.add_argument("--flag-fraction", type=float, default=0.05, help="flag frames with more low-confidence pixels")
     p.add_argument("--work-dir", help="scratch folder for downloads (default: a temp dir)")
+    p.add_argument("--calibration", help="confidence calibration JSON (default: the model folder's "
+                   "confidence_calibration.json, if any; python -m workflows.benchmark confidence)")
     cli_args.add_verbose(p)
     return p
 
@@ -307,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         try:
             model_files = load_model_files(args.model, work)
+            if args.calibration:  # confidence hook: calibrated flag rule (lcmftn.calibration)
+                from lcmftn.calibration import CALIBRATION_FILE, Calibration
+
+                model_files[CALIBRATION_FILE] = Path(args.calibration).read_bytes()
+                Calibration.from_json(model_files[CALIBRATION_FILE], f"--calibration {args.calibration}")
             if not rs.size:
                 rs.size = training_size(json.loads(model_files["meta.json"]))
             if args.from_color:
@@ -366,13 +423,14 @@ def run_evaluation(args: argparse.Namespace, rs: RunSettings, model_files: dict[
         report = rpt.add_evaluation(report, rows, color, mode_out.read, mode_out.write,
                                     {"mode": mode, "plot": "../drift.png"})
         summary = summarize_scores(rows)
+        summary["confidence"] = score_confidence(Output(out_uri), color, report, rows)  # confidence hook
         curves[mode] = {"psnr": summary["per_offset"]["psnr"], "ssim": summary["per_offset"]["ssim"]}
         evaluation["modes"][mode] = summary
         totals = report["totals"]
     out = Output(args.out)
     out.write("drift.png", rpt.plot_curves(curves, title=f"chain vs anchor drift: {Path(str(args.from_color)).name}"))
     out.write("eval.json", rpt.to_json(evaluation))
-    return {"out": args.out, **totals, "evaluation": {m: {k: v[k] for k in ("psnr", "ssim", "frames")}
+    return {"out": args.out, **totals, "evaluation": {m: {k: v[k] for k in ("psnr", "ssim", "frames", "confidence")}
                                                       for m, v in evaluation["modes"].items()}}
 
 

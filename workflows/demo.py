@@ -49,17 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="chain", choices=("chain", "anchor", "auto"))
     p.add_argument("--s3", action="store_true", help="use a local SeaweedFS S3 server for storage")
     p.add_argument("--keep", action="store_true", help="do not wipe --out first")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show every stage's logs, Ray's worker output and progress chatter")
     return p
 
 
 def _stage(name: str):
-    log.info("──── %s", name)
+    print(f"──── {name}", file=sys.stderr, flush=True)
     return time.perf_counter()
 
 
-def _run(stage: str, main, argv: list[str]) -> None:
+def _run(stage: str, main, argv: list[str], logs: Path) -> None:
+    """Run a stage's ``main``; its stdout (the stage's JSON summary) goes to ``logs/<stage>.out``
+    (shown too with ``-v``), its progress bars and errors (stderr) to the console."""
+    import contextlib
+    import io
+
+    from workflows.common import is_verbose
+
     log.info("$ python -m workflows.%s %s", stage, " ".join(argv))
-    rc = main(argv)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            rc = main(argv + (["-v"] if is_verbose() else []))
+    finally:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{stage}.out").write_text(captured.getvalue())
+        if is_verbose():
+            sys.stdout.write(captured.getvalue())
     if rc:
         raise SystemExit(f"demo: stage {stage!r} failed with exit code {rc}")
 
@@ -68,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from workflows.common import ensure_ray, setup_logging
 
-    setup_logging()
+    setup_logging(args.verbose)
     out = Path(args.out).resolve()
     if out.exists() and not args.keep:
         shutil.rmtree(out)
@@ -93,10 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         t = _stage("1/4 synthetic films")
         films_dir = out / "films"
         films_dir.mkdir(exist_ok=True)
+        from lcmftn.progress import Progress
+
+        bar = Progress("films", args.films, "films", enabled=not args.verbose)
         for i in range(args.films):
             truth = write_film(films_dir / f"film-{i}.mp4",
                                FilmConfig(seed=i, size=args.size, seconds=args.seconds))
             log.info("film-%d: %d frames, cuts at %s", i, truth["frames"], truth["cuts"])
+            bar.update(1)
+        bar.close()
         episode = out / "episode"
         episode.mkdir(exist_ok=True)
         ep_truth = write_film(episode / "color.mp4",
@@ -111,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         t = _stage("2/4 ingest (Ray Data)")
         dataset = store("dataset")
         _run("ingest", ingest.main, ["--films", str(films_dir / "*.mp4"), "--out", dataset,
-                                     "--size", str(args.size)])
+                                     "--size", str(args.size)], out / "logs")
         timings["ingest"] = time.perf_counter() - t
 
         # 3. Train + register.
@@ -124,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                       "--experiment", "demo", "--register-as", "lcmftn-demo"]
         for kv in sets:
             train_argv += ["--set", kv]
-        _run("train", train.main, train_argv)
+        _run("train", train.main, train_argv, out / "logs")
         timings["train"] = time.perf_counter() - t
+        calibration = _calibrate(out, args) if not args.s3 else None
+        if calibration is not None:
+            timings["calibrate"] = time.perf_counter() - t - timings["train"]
 
         # 4. Colorize the held-out episode from its line art and one keyframe per shot.
         import cv2
@@ -150,18 +175,65 @@ def main(argv: list[str] | None = None) -> int:
         _run("colorize", colorize.main, ["--lineart", str(episode / "lineart.mp4"),
                                          "--refs", str(keys), "--model", "models:/lcmftn-demo@latest",
                                          "--out", result, "--mode", args.mode,
-                                         "--shots", str(shots_json)])
+                                         "--shots", str(shots_json)]
+             + (["--calibration", str(calibration)] if calibration else []), out / "logs")
         timings["colorize"] = time.perf_counter() - t
 
     quality = _episode_quality(result, color, ep_truth) if not args.s3 else {}
     summary = {"out": str(out), "tracking_uri": os.environ["MLFLOW_TRACKING_URI"],
                "episode_frames": len(color), "keyframes": len(list(keys.iterdir())),
-               "colorized": result, **quality,
+               "colorized": result, **quality, **_flags(out),
                "seconds": {k: round(v, 1) for k, v in timings.items()}}
     print(json.dumps(summary))
-    print(f"\nopen {result}/report.html — and `mlflow ui --backend-store-uri "
-          f"{os.environ['MLFLOW_TRACKING_URI']}` for the training run")
+    print(final_summary(summary, result))
     return 0
+
+
+def _calibrate(out: Path, args: argparse.Namespace) -> Path | None:
+    """Fit the confidence calibration of the trained checkpoint on 2 synthetic training films
+    (``python -m workflows.benchmark confidence``); its figures go to ``OUT/logs/confidence.json``."""
+    from workflows.benchmark import confidence
+
+    t = json.loads((out / "logs" / "train.out").read_text().strip().splitlines()[-1])
+    model = Path(t["checkpoint"]) / "model"
+    dest = out / "confidence_calibration.json"
+    _stage("3b/4 confidence calibration (synthetic training films)")
+    _run("benchmark.confidence", confidence.main,
+         # shots as long as the episode's (8 per film): the chain distance from the keyframe is
+         # what the calibration maps, and the map is flat beyond the longest fitted shot
+         ["--model", str(model), "--train-films", "2", "--test-films", "1", "--shots", "4",
+          "--shot-frames", str(max(2, round(args.seconds * 24 / 8))), "--film-size", str(args.size), "--out", str(dest), "--json", str(out / "logs" / "confidence.json")],
+         out / "logs")
+    return dest
+
+
+def _flags(out: Path) -> dict:
+    """Flagged frames of the coloured episode (colorize's JSON line) and the calibration's rule."""
+    try:
+        c = json.loads((out / "logs" / "colorize.out").read_text().strip().splitlines()[-1])
+        cal = json.loads((out / "logs" / "confidence.json").read_text())
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {"flagged": c.get("flagged"), "model_frames": c.get("colorized"), "flag_psnr_db": cal["flag_psnr_db"],
+            "confidence_test_spearman": cal["test"]["calibrated"]["spearman_expected_vs_psnr"]}
+
+
+def final_summary(summary: dict, result: str) -> str:
+    """The demo's last lines: the figures, then where to look."""
+    from lcmftn.progress import summary_block
+
+    rows = {"episode": f"{summary['episode_frames']} frames, {summary['keyframes']} keyframes"}
+    if "episode_psnr" in summary:
+        rows["quality"] = (f"PSNR {summary['episode_psnr']} dB vs {summary['keyframe_copy_psnr']} dB "
+                           "copying the keyframe")
+    if "flagged" in summary:
+        rows["flagged"] = (f"{summary['flagged']} of {summary['model_frames']} model-coloured frames "
+                           f"(calibrated: expected PSNR <= {summary['flag_psnr_db']} dB)")
+    rows["time"] = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
+    rows["review page"] = f"{result}/report.html"
+    rows["video"] = f"{result}/episode.mp4"
+    rows["MLflow UI"] = f"mlflow ui --backend-store-uri {summary['tracking_uri']}"
+    return summary_block("demo done:", rows).rstrip("\n")
 
 
 def _episode_quality(result: str, color: list, truth: dict) -> dict[str, float]:

@@ -125,7 +125,8 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
         raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
     import ray  # 1. Ray is glue only: imported here, the per-film work is plain Python
 
-    from workflows.common import ensure_ray
+    from lcmftn.progress import Progress  # progress hook
+    from workflows.common import ensure_ray, is_verbose, map_with_retries
 
     out = storage.normalize(out)
     storage.check_reachable(out)
@@ -156,8 +157,9 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
         # 4. a task per unit; Ray re-runs it when its worker dies (staging is cleared first)
         # NOTE: Ray Data's default is max_retries=-1 (forever): a film that always kills its
         # worker (e.g. out of memory) must end as "failed", not hang the job.
-        ds = ds.map(ingest_unit_row, num_cpus=1, ray_remote_args_fn=lambda: {"max_retries": max_retries},
-                    fn_kwargs={"out_root": root, "fs_out": fs_out, "fs_in": fs_in, "cfg_dict": cfg_dict})  # fmt: skip
+        ds = map_with_retries(ds, ingest_unit_row, max_retries, num_cpus=1,  # no deprecation warning
+                              fn_kwargs={"out_root": root, "fs_out": fs_out, "fs_in": fs_in, "cfg_dict": cfg_dict})  # fmt: skip
+        bar = Progress("ingest", len(items), "films", enabled=not is_verbose())  # progress hook
         try:
             for row in ds.iter_rows():  # 5. commit each film as it finishes, manifest last
                 film, entry = row["film"], pickle.loads(row["result"])
@@ -184,6 +186,7 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
                 done[film] = entry
                 write_manifest(out, manifest)
                 log.info("film %s: %s", film, entry["status"] if entry["status"] == "ok" else entry["reason"])
+                bar.update(1, frames=sum(int(e.get("frames", 0) or 0) for e in done.values()))  # progress hook
         except Exception as exc:  # the dataset itself failed (e.g. a task crashed repeatedly)
             for it in items:
                 if it["film"] not in done:
@@ -192,6 +195,7 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
                     manifest["films"][it["film"]] = entry
                     done[it["film"]] = entry
             write_manifest(out, manifest)
+        bar.close()  # progress hook
         collect_garbage(fs_out, root, manifest, list(done))
     write_manifest(out, manifest)
     return summarize(manifest, done, skipped, unmatched, out, time.perf_counter() - t0)

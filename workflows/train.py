@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_args.add_overrides(p)
     # Test hook: rank 1 SIGKILLs its own process before this global step, once per run.
     p.add_argument("--kill-worker-at-step", type=int, default=0, help=argparse.SUPPRESS)
+    cli_args.add_verbose(p)  # quiet hook: -v shows Ray/worker output (workflows.common)
     return p
 
 
@@ -136,6 +137,7 @@ def build_trainer(spec: JobSpec, config: dict[str, Any], callbacks: list | None 
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from lcmftn.integrations import storage
+    from workflows.common import train_logging_config
     from workflows.train_worker import train_loop_per_worker
 
     use_gpu = spec.gpus_per_worker > 0
@@ -161,6 +163,7 @@ def build_trainer(spec: JobSpec, config: dict[str, Any], callbacks: list | None 
             checkpoint_config=CheckpointConfig(num_to_keep=spec.cfg.keep_checkpoints),
             failure_config=FailureConfig(max_failures=spec.max_failures),
             callbacks=callbacks,
+            logging_config=train_logging_config(),  # quiet hook: Ray Train INFO only with -v
         ),
     )
 
@@ -199,9 +202,12 @@ def run(spec: JobSpec) -> dict[str, Any]:
     if spec.manifest:  # issue 10: link the dataset (manifest digest) to the run
         tracking.log_dataset(run_id, spec.data_uri, spec.manifest, tracking_uri=tracking_uri)
     ensure_ray()
-    trainer = build_trainer(spec, loop_config(spec, tracking_uri, run_id))
+    config = loop_config(spec, tracking_uri, run_id)
+    bar = train_progress(spec, config)  # progress hook: steps trained (workflows.progress)
+    trainer = build_trainer(spec, config)
     try:
-        result = trainer.fit()
+        with bar:
+            result = trainer.fit()
         final = {k: v for k, v in (result.metrics or {}).items()
                  if isinstance(v, (int, float)) and math.isfinite(v)}
         # NOTE: inside the try: a failed registration must not leave the run RUNNING forever.
@@ -215,10 +221,20 @@ def run(spec: JobSpec) -> dict[str, Any]:
     return summary_line(spec, run_id, result, model_uri, version, time.perf_counter() - t0)
 
 
+def train_progress(spec: JobSpec, config: dict[str, Any]):
+    """The driver's "steps trained" bar; puts its board's handle into the loop ``config``."""
+    from workflows.progress import PROGRESS_KEY, DriverBar
+
+    bar = DriverBar("train", spec.cfg.epochs * spec.cfg.steps_per_epoch, "steps")
+    config[PROGRESS_KEY] = bar.board
+    return bar
+
+
 def main(argv: list[str] | None = None) -> int:
     from workflows.common import setup_logging
 
-    setup_logging()
+    cli = sys.argv[1:] if argv is None else argv
+    setup_logging("-v" in cli or "--verbose" in cli)  # quiet hook (workflows.common)
     try:
         spec = plan(argv)
     except BadInput as e:

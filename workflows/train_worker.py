@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -60,6 +61,7 @@ from lcmftn.data.schedule import (
 )
 from lcmftn.evaluation import EvalTotals, load_eval_clips
 from lcmftn.recipes import TrainConfig, config_from_dict
+from workflows.progress import PROGRESS_KEY, StepReporter
 
 
 class RankZeroTracker:
@@ -291,7 +293,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
              f"{len(clips)} validation sequences from {len(val_shots)} shots, "
              f"{world} worker(s) on {device}, {torch.get_num_threads()} torch thread(s) each")
     before_step = _fault_hook(config.get("fault"), rank)
-
+    progress = StepReporter(config.get(PROGRESS_KEY), rank)  # progress hook (workflows.progress)
     every = int(config.get("checkpoint_every_steps") or 0)
     while state.epoch < cfg.epochs:
         epoch = state.epoch
@@ -299,6 +301,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         def on_step(step: int, losses: dict[str, float], _length: int = length) -> None:
             tracker.on_step(step, losses)
+            progress.step(step, loss=round(float(losses.get("loss", math.nan)), 4))  # progress hook
             if every and state.epoch_step % every == 0 and state.epoch_step < _length:
                 _report(state, {"epoch": state.epoch, "step": state.step}, rank, config)
 
@@ -335,6 +338,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                  if k not in ("epoch", "step", "start_epoch", "start_step")},
                                 state.step)
             _say("[train] " + training.format_epoch_line(row, cfg.epochs))
+        progress.step(state.step, force=True, epoch=state.epoch,  # progress hook
+                      **({"val_psnr": round(metrics["val_psnr"], 2)} if "val_psnr" in metrics else {}))
         # 4. Report (a barrier on every rank); rank 0 attaches the checkpoint.
         _report(state, metrics, rank, config)
 

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the sweep of this --name")
     p.add_argument("--seed", type=int, default=0, help="search seed")
     cli_args.add_overrides(p, help="base config override (as in workflows.train)")
+    cli_args.add_verbose(p)  # quiet hook
     return p
 
 
@@ -114,8 +115,8 @@ def run_trial(params: dict[str, Any], base: JobSpec, parent_run_id: str, trackin
 def main(argv: list[str] | None = None) -> int:
     from workflows.common import setup_logging
 
-    setup_logging()
     args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)  # quiet hook (workflows.common)
     try:
         if args.num_samples < 1:
             raise BadInput(f"--num-samples must be >= 1, got {args.num_samples}")
@@ -174,6 +175,7 @@ def sweep(base: JobSpec, args: argparse.Namespace, name: str) -> dict[str, Any]:
 
     from lcmftn.integrations import storage, tracking
     from workflows.common import ensure_ray
+    from workflows.progress import trials_bar  # progress hook
 
     t0 = time.perf_counter()
     sweep_uri, sweep_path, fs = _sweep_location(base, name)
@@ -211,9 +213,12 @@ def sweep(base: JobSpec, args: argparse.Namespace, name: str) -> dict[str, Any]:
                 search_alg=tune.search.BasicVariantGenerator(random_state=args.seed),
             ),
             run_config=tune.RunConfig(name=name, storage_path=sweep_path if fs else base.storage_uri,
-                                      storage_filesystem=fs, verbose=0),
+                                      storage_filesystem=fs, verbose=0,
+                                      callbacks=[bar := trials_bar(args.num_samples)]),  # progress hook
         )
     results = tuner.fit()
+    if not restorable:
+        bar.close()  # progress hook
     rows = []
     for r in results:
         m = dict(r.metrics or {})

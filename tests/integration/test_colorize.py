@@ -6,7 +6,9 @@ job's plumbing, not colour quality, is under test). Frames are 64 px, the model 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -76,8 +78,11 @@ def _args(film, out: Path, *extra: str) -> list[str]:
 def reference_run(film, ray_local, tmp_path_factory):
     """One uninterrupted run on local Ray (2 actors), shots detected on the line art."""
     out = tmp_path_factory.mktemp("ref") / "out"
-    rc = job.main(_args(film, out, "--actors", "2", "--cpus-per-actor", "0.5"))
+    console = io.StringIO()
+    with contextlib.redirect_stderr(console):  # the progress bar (plain text: not a TTY)
+        rc = job.main(_args(film, out, "--actors", "2", "--cpus-per-actor", "0.5"))
     assert rc == 0
+    (out.parent / "stderr.txt").write_text(console.getvalue())
     return out
 
 
@@ -116,6 +121,10 @@ def test_episode_on_ray_writes_frames_video_report(film, reference_run):
         assert 0 <= s["confidence"] <= 1 and all(s["start"] <= i < s["end"] for i in s["flagged"])
     html = (out / "report.html").read_text()
     assert "Colorize report" in html and rep["shots"][0]["id"] in html
+    # progress: the frames the 2 actors wrote, summed on the driver's board (workflows.progress)
+    bar = (out.parent / "stderr.txt").read_text().splitlines()
+    assert bar[0] == f"colorize (chain): 0/{n} frames", bar
+    assert any(ln.startswith("colorize (chain) [") and f" {n}/{n} frames 100%" in ln for ln in bar), bar
 
 
 def test_crash_then_resume_is_byte_identical(film, local_run, ray_local, tmp_path, monkeypatch):
@@ -218,6 +227,9 @@ def test_evaluation_mode_reports_drift(film, tmp_path):
         assert len(m["per_offset"]["psnr"]) == 11 and m["per_offset"]["count"][0] == n_shots
         assert set(m["per_shot"]) == {f"{s['start']:06d}-{s['end']:06d}" for s in film["truth"]["shots"]}
         assert len(list((out / mode / "frames").glob("*.png"))) == n
+        c = m["confidence"]  # issue 10: does confidence find the bad frames (model frames only)
+        assert 0 < c["frames"] <= m["frames"] and c["pixels"] > 0
+        assert -1 <= c["spearman_conf_psnr"] <= 1 and 0 <= c["pixel_auroc_low_conf_vs_large_error"] <= 1
     assert (out / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

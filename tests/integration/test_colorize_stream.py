@@ -23,7 +23,10 @@ from tests.integration.stream_film import (
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 # Recorded once with `python -m tests.integration.stream_film` on main before streaming
-# (driver held the whole line art and wrote every frame itself).
+# (driver held the whole line art and wrote every frame itself). "markers" / "report_shots"
+# re-recorded the same way on branch usability before it merged streaming (76c8ad4: the same
+# in-memory driver, per-frame records with the confidence fields change/distance; its frames,
+# confidence maps and line art reproduced the main recording byte for byte).
 REFERENCE = json.loads((Path(__file__).with_name("stream_reference.json")).read_text())
 
 

@@ -232,3 +232,23 @@ def test_output_write_is_atomic_and_names_the_file(tmp_path):
         out.write("frames/000002.png", b"png")
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000001.png",
                                                                         "000002.png"]
+
+
+def test_calibrated_flag_rule_flags_the_expected_worst_tail():
+    """With a calibration (lcmftn.calibration) a frame is flagged when its expected PSNR is at or
+    below the threshold: here expected PSNR falls with the distance from the keyframe."""
+    from lcmftn.calibration import fit_calibration
+
+    dist = np.arange(1, 11)
+    cal = fit_calibration("distance", dist, 30.0 - dist, sign=-1.0, flag_quantile=0.2)
+    cfg = ColorizeConfig(mode="chain", image_size_px=32, multiple_of=8, calibration_json=cal.to_json())
+    _, stats, _ = colorize_shot(ShiftSystem(), _shot(12), {0: np.full((32, 32, 3), 200, np.uint8)}, cfg)
+    frames = {f["i"]: f for f in stats["per_frame"]}
+    assert [frames[i]["distance"] for i in range(12)] == list(range(12))
+    assert frames[9]["expected_psnr"] == pytest.approx(21.0) and frames[11]["expected_psnr"] == 20.0  # clamped and "expected_psnr" not in frames[0]
+    assert cal.flag_psnr_db == pytest.approx(21.8)  # 20 % quantile of the training 29..20 dB
+    assert stats["flagged"] == [9, 10, 11]  # expected 21, 20, 20 (clamped) dB <= 21.8
+    # without a calibration the fraction rule still applies
+    _, plain, _ = colorize_shot(ShiftSystem(), _shot(12), {0: np.full((32, 32, 3), 200, np.uint8)},
+                                ColorizeConfig(mode="chain", image_size_px=32, multiple_of=8))
+    assert "expected_psnr" not in plain["per_frame"][5]

@@ -1,4 +1,4 @@
-"""Run a benchmark: ``python -m workflows.benchmark {model,ingest,scale-ingest,train,colorize,compare,data,attention,scale-train,scale} [options]``.
+"""Run a benchmark: ``python -m workflows.benchmark {model,ingest,scale-ingest,train,colorize,compare,data,attention,confidence,scale-train,scale} [options]``.
 
 Each sub-benchmark lives in its own module with ``main(argv) -> int``; ``model`` and the
 single-process parts of ``train``/``colorize`` import no Ray, so they run on a bare GPU machine
@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("model", "ingest", "scale-ingest", "train", "colorize", "compare", "data", "attention", "scale-train", "scale")
+BENCHMARKS = ("model", "ingest", "scale-ingest", "train", "colorize", "compare", "data", "attention",
+              "confidence", "scale-train", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
