@@ -54,7 +54,7 @@ def test_keep_paper_white_and_alpha():
     assert np.array_equal(white[m], np.repeat(la[m][:, None], 3, 1))
     assert (white[m & (la == 255)] == 255).all() and (white[~m] == GREEN).all()
     rgba = keep_paper(model, la, "alpha")
-    assert rgba.shape == (64, 64, 4)
+    assert rgba.shape == (64, 64, 4) and rgba.dtype == white.dtype == np.uint8
     assert (rgba[m & (la == 255)] == (255, 255, 255, 0)).all()
     assert (rgba[~m][:, :3] == GREEN).all() and (rgba[~m][:, 3] == 255).all()
     assert np.array_equal(rgba[m][:, 3], 255 - la[m])  # the outer anti-aliasing keeps its coverage
