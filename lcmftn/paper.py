@@ -57,7 +57,10 @@ class PaperConfig:
 def has_transparent_paper(img: np.ndarray, min_fraction: float = 0.01) -> bool:
     """True for RGBA line art whose alpha is transparent (< 128) on >= ``min_fraction`` of the
     pixels (the normaliser's rule: :func:`lcmftn.data.lineart.normalize_lineart`)."""
-    return img.ndim == 3 and img.shape[2] == 4 and float(np.mean(img[..., 3] < 128)) >= min_fraction
+    if img.ndim != 3 or img.shape[2] != 4:
+        return False
+    half = {np.dtype(np.uint8): 128, np.dtype(np.uint16): 32768}.get(img.dtype, 0.5)  # float: [0, 1]
+    return float(np.mean(img[..., 3] < half)) >= min_fraction
 
 
 def resolve_paper_mode(mode: str, raw_first_frame: np.ndarray) -> str:

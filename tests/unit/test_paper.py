@@ -66,6 +66,8 @@ def test_keep_paper_white_and_alpha():
 def test_paper_mode_resolution():
     rgba = lines_rgba(_ring())
     assert has_transparent_paper(rgba) and not has_transparent_paper(_ring())
+    assert has_transparent_paper(rgba.astype(np.uint16) * 257) and has_transparent_paper(rgba / 255.0)
+    assert not has_transparent_paper(np.dstack([rgba[..., :3], np.full((64, 64), 255, np.uint8)]))
     assert resolve_paper_mode("auto", rgba) == "alpha" and resolve_paper_mode("keep", rgba) == "alpha"
     assert resolve_paper_mode("auto", _ring()) == "off"  # white paper may be an open sky: not by default
     assert resolve_paper_mode("keep", _ring()) == "white" and resolve_paper_mode("off", rgba) == "off"
