@@ -57,10 +57,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
         extra = {k: v for k, v in v2_only.items() if v is not None}
         cfg = FilmConfigV2(**common, **probs, **extra, thin_lines=args.thin_lines)
-        truth = write_film(args.out, cfg, crf=args.crf)
         if args.layers:
             from lcmftn.data.synth.layers import layers_path, write_cel_layers
 
+            if layers_path(args.out).exists():  # before writing anything
+                raise ValueError(f"{layers_path(args.out)} exists; not overwriting layers")
+        truth = write_film(args.out, cfg, crf=args.crf)
+        if args.layers:
             write_cel_layers(layers_path(args.out), cfg)
     summary = {k: truth[k] for k in ("frames", "fps", "width", "height", "cuts")}
     summary.update(video=str(args.out), truth=str(sidecar_path(args.out)), holds=len(truth["holds"]),

@@ -68,4 +68,9 @@ def test_cli_writes_layers_next_to_the_film(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["layers"] == str(layers_path(out)) and out.exists()
     assert len(list(layers_path(out).joinpath("cels/color").glob("*.png"))) == summary["frames"] == 12
-    assert main(["synth", str(tmp_path / "v1.mp4"), "--size", "64", "--layers"]) != 0
+    assert main(["synth", str(tmp_path / "v1.mp4"), "--size", "64", "--layers"]) == 2
+    assert not (tmp_path / "v1.mp4").exists()
+    again = tmp_path / "again.mp4"
+    layers_path(again).mkdir()
+    assert main(["synth", str(again), "--generator", "v2", "--size", "64", "--num-shots", "1", "--layers"]) == 2
+    assert not again.exists()  # refused before the film is written
