@@ -35,3 +35,9 @@ def test_layer_folder_is_one_film_per_layer_with_white_paper(tmp_path):
     assert paper_px > 0.3 * 12 * 64 * 96
     line = cv2.imdecode(np.frombuffer(table.column("lineart_png")[0].as_py(), np.uint8), cv2.IMREAD_GRAYSCALE)
     assert line.shape == (64, 96) and (line == 255).mean() > 0.5  # line art of a layer: mostly paper
+
+
+def test_one_layer_of_a_folder_keeps_its_layer_name(tmp_path):
+    write_cel_layers(tmp_path / "ep2.layers", CFG)
+    films, _ = discover_films([str(tmp_path / "ep2.layers/cels/color")])
+    assert list(films) == ["ep2-cels"]
