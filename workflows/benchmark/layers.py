@@ -58,6 +58,40 @@ def _shots(args: argparse.Namespace) -> list[dict]:
     return shots
 
 
+def _smoke_shot(size: int, frames: int, seed: int) -> dict:
+    """A drawn smoke effect like the artist's case (issue 11): puffs rising and growing, drawn as
+    two flat cel bands (body, core) bounded by 1-px anti-aliased lines on transparent paper,
+    ``size`` x ``size``, no background."""
+    import cv2
+
+    from lcmftn.data.synth.scene import smoke_layer
+
+    rng = np.random.default_rng([seed, 27])
+    s = float(size)
+    puffs = [{"t0": int(rng.integers(0, frames // 2)) * (k % 2), "life": int(rng.integers(frames // 2, frames)),
+              "x": s * rng.uniform(0.35, 0.65), "y": s * rng.uniform(0.7, 0.9), "vx": s * rng.uniform(-0.004, 0.004),
+              "vy": -s * rng.uniform(0.008, 0.016), "r": s * rng.uniform(0.05, 0.09), "color": (0, 0, 0)}
+             for k in range(10)]  # fmt: skip
+    shot: dict = {"shot": "smoke", "lineart": [], "truth": [], "alpha": [], "holds": []}
+    eye = np.eye(2, 3)
+    for i in range(frames):
+        a = smoke_layer(puffs, i, size, size, eye, 1.0)[1]
+        body, core = (a > 0.2).astype(np.uint8), (a > 0.55).astype(np.uint8)
+        ink = np.zeros((size, size), np.uint8)
+        for m in (body, core):
+            cs, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(ink, cs, -1, 255, 1, cv2.LINE_AA)
+        rgb = np.full((size, size, 3), 255, np.uint8)
+        rgb[body > 0], rgb[core > 0] = (150, 160, 190), (225, 228, 240)
+        k = ink[..., None].astype(np.float32) / 255
+        truth = (rgb * (1 - k) + 0.5).astype(np.uint8)  # black lines over the colour, all over white
+        shot["lineart"].append(255 - ink)
+        shot["truth"].append(truth)
+        shot["alpha"].append(np.maximum(body * 255, ink))
+        shot["holds"].append(False)
+    return shot
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b) ** 2)) if a.size else 0.0
     return 10 * math.log10(255.0**2 / max(mse, 1e-10))
@@ -103,17 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shot-frames", type=int, default=12)
     ap.add_argument("--systems", default="copy-ref,flow-warp", help="registry systems (reference ones need no weights)")
     ap.add_argument("--model", action="append", default=[], help="also a checkpoint dir (repeatable)")
+    ap.add_argument("--smoke", type=int, default=0, metavar="PX",
+                    help="instead: a 27-frame drawn smoke effect PX x PX on transparent paper (the artist's case)")
+    ap.add_argument("--model-size", type=int, default=0, help="model short side (0 = the film's size)")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    shots = _shots(args)
+    shots = [_smoke_shot(args.smoke, 27, args.seed)] if args.smoke else _shots(args)
     names = [n for n in args.systems.split(",") if n] + [f"ckpt:{m}" for m in args.model]
     rows = []
     for name in names:
         system = _system(name)
         for paper in ("off", "alpha"):
-            row = {"system": name, **score(system, shots, paper, args.size)}
+            row = {"system": name, **score(system, shots, paper, args.model_size or args.size)}
             print(json.dumps(row))
             rows.append(row)
     print(f"{'system':<24}{'paper':>7}{'paper_exact':>13}{'drawn_lost':>12}{'psnr_drawn':>12}{'psnr_frame':>12}")
