@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python -m workflows.benchmark.layers --size 128 --shots 3 --shot-frames 12 \\
         --systems copy-ref,flow-warp [--model CKPT_DIR]
+    # the artist's case: a 27-frame drawn smoke effect, 1000x1000 on transparent paper
+    PYTHONPATH=. python -m workflows.benchmark.layers --smoke 1000 --model-size 256
 
 A v2 film's cel layer (characters and props on transparent paper, :mod:`lcmftn.data.synth.layers`)
 is coloured shot by shot (keyframe = the layer's first frame, RGBA over white as the job reads it;
