@@ -45,7 +45,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                "close_up_prob": args.close_up_prob, "line_px": args.line_px}  # fmt: skip
     probs = {k: v for k, v in (("hold_prob", args.hold_prob), ("still_prob", args.still_prob)) if v is not None}
     if args.generator == "v1":
-        given = [k for k, v in v2_only.items() if v is not None] + (["thin_lines"] if args.thin_lines else [])
+        given = [k for k, v in v2_only.items() if v is not None] + (["thin_lines"] if args.thin_lines else []) \
+            + (["layers"] if args.layers else [])
         if given:
             raise ValueError(f"--generator v1 has no {', '.join(given)} (v2 knobs)")
         from lcmftn.data.synthetic import FilmConfig, write_film
@@ -56,10 +57,21 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
         extra = {k: v for k, v in v2_only.items() if v is not None}
         cfg = FilmConfigV2(**common, **probs, **extra, thin_lines=args.thin_lines)
+        if args.layers:
+            from lcmftn.data.synth.layers import layers_path, write_cel_layers
+
+            if layers_path(args.out).exists():  # before writing anything
+                raise ValueError(f"{layers_path(args.out)} exists; not overwriting layers")
         truth = write_film(args.out, cfg, crf=args.crf)
+        if args.layers:
+            write_cel_layers(layers_path(args.out), cfg)
     summary = {k: truth[k] for k in ("frames", "fps", "width", "height", "cuts")}
     summary.update(video=str(args.out), truth=str(sidecar_path(args.out)), holds=len(truth["holds"]),
                    generator=args.generator)  # fmt: skip
+    if args.generator == "v2" and args.layers:
+        from lcmftn.data.synth.layers import layers_path
+
+        summary["layers"] = str(layers_path(args.out))
     print(json.dumps(summary))
     return 0
 
@@ -181,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--close-up-prob", type=float, default=None, help="v2: P(close-up shot)")
     s.add_argument("--line-px", type=float, default=None, help="v2: line width at 256 px height")
     s.add_argument("--thin-lines", action="store_true", help="v2: 1-px lines at any size")
+    s.add_argument("--layers", action="store_true",
+                   help="v2: also write the cel layers (RGBA colour + line art per layer, background) to OUT.layers/")
     s.add_argument("--crf", type=int, default=18, help="x264 quality (0 = lossless luma)")
     s.set_defaults(fn=_cmd_synth)
 

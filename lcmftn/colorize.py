@@ -47,11 +47,13 @@ import torch
 
 from lcmftn import limits
 from lcmftn.calibration import Calibration, frame_feature
+from lcmftn.paper import keep_paper
 from lcmftn.upsample import UpsampleConfig, guided_upsample, resize_color
 
 MODES = ("chain", "anchor", "auto")
 
-# sink(frame_index, rgb_full_res uint8 [H, W, 3], kind) is called once per frame of a shot.
+# sink(frame_index, rgb_full_res uint8 [H, W, 3] (RGBA [H, W, 4] with paper="alpha"), kind) is called
+# once per frame of a shot.
 FrameSink = Callable[[int, np.ndarray, str], None]
 
 
@@ -78,6 +80,7 @@ class ColorizeConfig:
     # frame is flagged when its expected PSNR is in the calibrated worst tail.
     calibration_json: str = ""
     upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
+    paper: str = "off"  # off | white | alpha: output exactly the line art's paper outside the drawing (lcmftn.paper)
 
 
 def model_size(height: int, width: int, image_size_px: int, multiple_of: int = 1,
@@ -345,12 +348,15 @@ class ShotColorizer:
         self._coloured(st.target)
 
     def _emit(self, t: int, kind: str, make: Callable[[], np.ndarray], executor: ThreadPoolExecutor | None) -> None:
+        la = self.lineart[t] if self.cfg.paper != "off" else None  # (read here: this thread reads the source)
+
         def task() -> np.ndarray:
             rgb = make()
+            out = rgb if la is None else keep_paper(rgb, la, self.cfg.paper)  # lcmftn.paper; copies reuse rgb
             if self.sink is None:
-                self.frames[t] = rgb
+                self.frames[t] = out
             else:
-                self.sink(t, rgb, kind)
+                self.sink(t, out, kind)
             return rgb
 
         # NOTE: a copy task waits on its source's future; the source was submitted earlier and the

@@ -40,6 +40,7 @@ from lcmftn.data.dataset_format import (
 )
 from lcmftn.data.holds import HoldConfig, changed_fraction_inks, ink_map
 from lcmftn.data.lineart import LineArtConfig, extract_lineart
+from lcmftn.data.synth.layers import LAYERS_JSON
 from lcmftn.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, iter_frames, probe_video
 from lcmftn.integrations import storage
 
@@ -101,7 +102,9 @@ def _expand_one(uri: str) -> list[str]:
     matches = storage.glob_uris(uri) if storage.has_glob(uri) else [storage.normalize(uri)]
     out: list[str] = []
     for m in matches:
-        if not storage.is_s3(m) and Path(m).is_dir():
+        if not storage.is_s3(m) and (Path(m) / LAYERS_JSON).is_file():  # cel layers: one film per layer
+            out += layer_films(m)
+        elif not storage.is_s3(m) and Path(m).is_dir():
             entries = sorted(Path(m).iterdir())
             if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
                 out.append(m)
@@ -114,7 +117,18 @@ def _expand_one(uri: str) -> list[str]:
     return out
 
 
+def layer_films(folder: str) -> list[str]:
+    """A cel-layer folder (:mod:`lcmftn.data.synth.layers`) -> the colour folder of each layer.
+    Each is ingested as a film of its own: its RGBA frames are composited over white paper
+    (:func:`lcmftn.data.video.to_rgb`), so the paper stays paper in the dataset."""
+    meta = json.loads((Path(folder) / LAYERS_JSON).read_text())
+    return [str(Path(folder) / ly["color"]) for ly in meta["layers"]]
+
+
 def film_id_for(uri: str) -> str:
+    p = Path(uri.rstrip("/"))
+    if not storage.is_s3(uri) and (p.parent.parent / LAYERS_JSON).is_file():  # <film>.layers/<layer>/color
+        return film_id_for(f"{p.parent.parent.stem}-{p.parent.name}")
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     stem = name.rsplit(".", 1)[0] if "." in name and not name.startswith(".") else name
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "film"

@@ -33,6 +33,7 @@ from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, mo
 from lcmftn.data.dataset_format import decode_color_png, encode_png
 from lcmftn.episode import LineartSource, Scan, ShotFrames
 from lcmftn.integrations import storage
+from lcmftn.paper import paper_of_source
 
 log = logging.getLogger("workflows.colorize")  # NOTE: the job's logger name, kept for its users
 
@@ -60,6 +61,7 @@ class RunSettings:
     local: bool = False  # no Ray: colour in this process
     low_confidence: float = 0.5
     flag_fraction: float = 0.05
+    paper: str = "auto"  # auto | keep | off: keep the line art's paper in the output (lcmftn.paper)
 
 
 def fingerprint(*parts: bytes | str) -> str:
@@ -300,7 +302,8 @@ def plan_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray
 
     cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
                          low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction,
-                         calibration_json=model_files.get(CALIBRATION_FILE, b"").decode())  # confidence hook
+                         calibration_json=model_files.get(CALIBRATION_FILE, b"").decode(),  # confidence hook
+                         paper=paper_of_source(src, rs.paper))
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
     model_size(*src.size_hw, rs.size, cfg.multiple_of, source=src.source)  # limits, before any allocation
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)

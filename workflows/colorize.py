@@ -84,6 +84,7 @@ from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the jo
     training_size,
     write_shot,
 )
+from lcmftn.paper import PAPER_MODES
 from workflows import args as cli_args
 
 log = logging.getLogger("workflows.colorize")
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     p.add_argument("--local", action="store_true", help="no Ray: colour in this process")
     p.add_argument("--flag-fraction", type=float, default=0.05, help="flag frames with more low-confidence pixels")
+    p.add_argument("--paper", choices=PAPER_MODES, default="auto",
+                   help="keep the line art's paper (outside every closed drawn region) untouched in the output: "
+                        "auto = for line art on transparent paper (RGBA out), keep = also on white paper, off")
     p.add_argument("--work-dir", help="scratch folder for downloads (default: a temp dir)")
     p.add_argument("--calibration", help="confidence calibration JSON (default: the model folder's "
                    "confidence_calibration.json, if any; python -m workflows.benchmark confidence)")
@@ -335,7 +339,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(mode=args.mode, size=args.size, batch_size=args.batch_size,
                        holds=not args.no_holds, borrow_keyframes=args.borrow_keyframes, actors=args.actors,
                        cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
-                       device=args.device, amp=args.amp, local=args.local, flag_fraction=args.flag_fraction)
+                       device=args.device, amp=args.amp, local=args.local, flag_fraction=args.flag_fraction,
+                       paper=args.paper)
 
 
 def main(argv: list[str] | None = None) -> int:

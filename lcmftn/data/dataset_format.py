@@ -121,9 +121,10 @@ PNG_FAST_LINEART = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv
 
 
 def encode_png(img: np.ndarray, params: Sequence[int] = ()) -> bytes:
-    """uint8 RGB ``[H,W,3]`` or grey ``[H,W]`` -> PNG bytes (OpenCV ``params``; none = its defaults)."""
+    """uint8 RGB ``[H,W,3]``, RGBA ``[H,W,4]`` or grey ``[H,W]`` -> PNG bytes (OpenCV ``params``;
+    none = its defaults)."""
     if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", img, list(params))
     if not ok:
         raise ValueError("PNG encoding failed")
@@ -139,9 +140,17 @@ def encode_lineart_png(gray: np.ndarray, compression: int = 1) -> bytes:
 
 
 def decode_color_png(data: bytes, where: dict | None = None) -> np.ndarray:
-    """PNG bytes -> uint8 [H,W,3] RGB. ``where`` (``{"film", "shot", "frame", "shard"}``) names
-    the frame in the error: ``CorruptFrameError`` when given, else ``ValueError``."""
-    img = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR)
+    """PNG bytes -> uint8 [H,W,3] RGB; an RGBA PNG (a cel layer's colour) is composited over white
+    paper. ``where`` (``{"film", "shot", "frame", "shard"}``) names the frame in the error:
+    ``CorruptFrameError`` when given, else ``ValueError``."""
+    buf = np.frombuffer(data or b"", np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is not None and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 4:
+        a = img[..., 3:].astype(np.float32) * (1 / 255)
+        bgr = img[..., :3].astype(np.float32) * a + 255.0 * (1 - a)
+        return cv2.cvtColor(np.clip(bgr + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_BGR2RGB)
+    if img is not None and not (img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # grey / 16-bit PNGs: OpenCV's conversion
     if img is None:
         _undecodable("colour", "color_png", where)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
