@@ -71,6 +71,8 @@ from lcmftn.evaluation import parse_eval_modes, score_frames, summarize_scores
 from lcmftn.integrations import lease, storage
 from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the job
     MARKER_VERSION,
+    ActorsLostError,
+    LossBudget,
     Output,
     RunSettings,
     colorize_jobs,
@@ -79,6 +81,7 @@ from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the jo
     load_model_files,
     plan_episode,
     plan_jobs,
+    resubmit_on_loss,
     shot_id,
     split_jobs,
     training_size,
@@ -90,6 +93,7 @@ log = logging.getLogger("workflows.colorize")
 
 FAULT_ENV = "LCMFTN_COLORIZE_FAIL_AFTER_SHOTS"  # test hook: crash the driver after K shots written
 DELAY_ENV = "LCMFTN_COLORIZE_SHOT_DELAY_S"  # test hook: pause after each shot (a window to kill in)
+ACTOR_DELAY_ENV = "LCMFTN_COLORIZE_ACTOR_SHOT_DELAY_S"  # test hook: an actor pauses after each shot
 
 
 class InjectedFault(RuntimeError):
@@ -118,7 +122,10 @@ class ShotPredictor:
 
     def colorize(self, jobs: list[dict], src: LineartSource, out_uri: str) -> Iterator[dict]:
         """Read each shot's frames from ``src``, write them to ``out_uri``; yield small results."""
-        yield from colorize_jobs(self.system, jobs, self.settings, src, out_uri)
+        delay_s = float(os.environ.get(ACTOR_DELAY_ENV, "0") or 0)  # test hook (node-loss window)
+        for res in colorize_jobs(self.system, jobs, self.settings, src, out_uri):
+            yield res
+            time.sleep(delay_s)
 
 
 def resolve_device(rs: RunSettings) -> str:
@@ -140,11 +147,20 @@ def resolve_device(rs: RunSettings) -> str:
     return "cuda" if has_gpu and rs.device != "cpu" else "cpu"
 
 
+def _is_worker_loss(err: BaseException) -> bool:
+    """An actor or its node died (not an error raised by the shot code: that is a
+    ``RayTaskError`` and is reported as it is)."""
+    from ray import exceptions as rx
+
+    return isinstance(err, (rx.RayActorError, rx.NodeDiedError, rx.WorkerCrashedError,
+                            rx.LocalRayletDiedError, rx.ObjectLostError))
+
+
 def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes], rs: RunSettings,
-                  src: LineartSource, out_uri: str) -> Iterator[dict]:
+                  src: LineartSource, out_uri: str, budget: LossBudget) -> Iterator[dict]:
     """Results of all jobs, as they finish: in-process (``--local``) or over Ray actors. The
     workers read the frames from ``src`` and write them to ``out_uri`` themselves: only small
-    per-shot records come back."""
+    per-shot records come back. An actor lost with its node is replaced (``budget``)."""
     if rs.local:
         actor = ShotPredictor(model_files, settings)
         yield from actor.colorize(jobs, src, out_uri)
@@ -163,24 +179,35 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
     files_ref = ray.put(model_files)  # 2. the checkpoint travels once through the object store
     src_ref = ray.put(src)  # metadata (a --from-color evaluation's frames travel here too)
     Actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(ShotPredictor)
-    actors = [Actor.remote(files_ref, actor_settings) for _ in groups]
     log.info("colouring %d shots on %d actor(s) (%.2g CPU, %.2g GPU each, batch %d)",
-             len(jobs), len(actors), cpus, gpus, settings["batch_size"])
-    results: queue.Queue = queue.Queue(maxsize=2 * len(actors))
+             len(jobs), len(groups), cpus, gpus, settings["batch_size"])
+    results: queue.Queue = queue.Queue(maxsize=2 * len(groups))
     stop = threading.Event()
+    actors: list = []  # every actor started (replacements too), killed at the end
 
-    def pump(actor, group) -> None:  # 3. one thread drains each actor's stream of finished shots
+    def stream(pending: list[dict]) -> Iterator[dict]:
+        """One (new) actor colours ``pending``; killed once done, freeing its CPU/GPU for a
+        replacement of a lost one."""
+        actor = Actor.remote(files_ref, actor_settings)
+        actors.append(actor)
         try:
-            for ref in actor.colorize.remote(group, src_ref, out_uri):
+            for ref in actor.colorize.remote(pending, src_ref, out_uri):
+                yield ray.get(ref)
+        finally:  # done, or lost: an "unavailable" actor may still run; it must not hold a CPU
+            ray.kill(actor)
+
+    def pump(group) -> None:  # 3. one thread drains each group's stream of finished shots
+        try:  # a lost actor (node loss): its unfinished shots go to a replacement actor
+            for res in resubmit_on_loss(group, stream, _is_worker_loss, budget):
                 if stop.is_set():
                     return
-                results.put(ray.get(ref))
+                results.put(res)
         except BaseException as err:  # noqa: BLE001 - handed to the driver thread
             results.put(err)
         finally:
             results.put(None)
 
-    threads = [threading.Thread(target=pump, args=(a, g), daemon=True) for a, g in zip(actors, groups, strict=True)]
+    threads = [threading.Thread(target=pump, args=(g,), daemon=True) for g in groups]
     for t in threads:
         t.start()
     try:
@@ -195,7 +222,7 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
                 yield item
     finally:
         stop.set()
-        for a in actors:
+        for a in list(actors):
             ray.kill(a)
         while not results.empty():  # unblock pumps waiting on a full queue
             results.get_nowait()
@@ -210,8 +237,9 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
     fail_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     t0 = time.perf_counter()
     written = 0
+    budget = LossBudget(rs.max_actor_losses)
     if run.pending:
-        for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri):
+        for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri, budget):
             rec = write_shot(run, res)
             written += 1
             log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
@@ -220,6 +248,7 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
             if fail_after and written >= fail_after:
                 raise InjectedFault(f"{FAULT_ENV}={fail_after}: stopping after {written} shots")
     elapsed = time.perf_counter() - t0
+    run.warnings.extend(budget.events)  # the report names every lost worker and what was redone
     done = {r["id"] for r in run.records if r["status"] == "done"}
     n_video = _encode(src, out_uri, shots, done, rs)
     return finish_episode(run, src, shots, rs, job_info, written, elapsed, n_video)
@@ -267,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frame rate of an image-folder input (default 24)")
     p.add_argument("--actors", type=int, default=0, help="Ray actors (0 = one per GPU, else one per CPU)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--max-actor-losses", type=int, default=3,
+                   help="actors lost (node loss, OOM kill) tolerated: each lost actor's unfinished "
+                        "shots go to a replacement; one more fails the job (ActorsLostError)")
     p.add_argument("--gpus-per-actor", type=float, default=0.0, help="0 = 1 when the cluster has GPUs")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
@@ -281,7 +313,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(mode=args.mode, size=args.size, batch_size=args.batch_size,
                        holds=not args.no_holds, borrow_keyframes=args.borrow_keyframes, actors=args.actors,
                        cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
-                       device=args.device, amp=args.amp, local=args.local, flag_fraction=args.flag_fraction)
+                       device=args.device, amp=args.amp, local=args.local, flag_fraction=args.flag_fraction,
+                       max_actor_losses=args.max_actor_losses)
 
 
 def main(argv: list[str] | None = None) -> int:

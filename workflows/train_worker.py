@@ -299,6 +299,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         def on_step(step: int, losses: dict[str, float], _length: int = length) -> None:
             tracker.on_step(step, losses)
+            if rank == 0 and cfg.log_every_steps and step % cfg.log_every_steps == 0:
+                # progress in the job's logs (a lost node's steps redone are counted from it)
+                _say(f"[train] step {step} done (epoch {state.epoch}, {state.epoch_step}/{_length})")
             if every and state.epoch_step % every == 0 and state.epoch_step < _length:
                 _report(state, {"epoch": state.epoch, "step": state.step}, rank, config)
 

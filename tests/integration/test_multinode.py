@@ -18,13 +18,28 @@ from tests.fixtures.ray_cluster import LocalRayCluster
 pytestmark = pytest.mark.integration
 
 
+WORKER_NODES = ("node_a", "node_b")
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def cluster_up():
     with LocalRayCluster(head_cpus=0) as c:
-        c.add_node("node_a", cpus=1)
-        c.add_node("node_b", cpus=1)
+        for name in WORKER_NODES:
+            c.add_node(name, cpus=1)
         c.wait_nodes(3)
         yield c
+
+
+@pytest.fixture
+def cluster(cluster_up):
+    """The module's cluster with both worker nodes up (a node killed by an earlier test is
+    started again: a replaced machine)."""
+    lost = [n for n in WORKER_NODES if n not in cluster_up.nodes]
+    for name in lost:
+        cluster_up.add_node(name, cpus=1)
+    if lost:
+        cluster_up.wait_nodes(3)
+    return cluster_up
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +90,78 @@ def test_ingest_loses_a_worker_node_and_completes_identically(cluster, films, tm
     redone = [f for f, e in manifest["films"].items() if e["node_id"] == nodes["node_a"]]
     print(f"films finished on node_a after the loss or before it: {sorted(redone)}")
     assert not list(out.glob("_staging/*/*/*"))  # the dead node's staging was cleared
+
+
+# ------------------------------------------------------------------------------ colorize
+@pytest.fixture(scope="module")
+def episode(tmp_path_factory) -> dict:
+    """6 shots x 8 frames of line art (64 px), a key per shot, a tiny fresh checkpoint."""
+    from lcmftn.data.lineart import extract_lineart
+    from lcmftn.data.synthetic import FilmConfig, write_film
+    from lcmftn.data.video import read_frames, write_video
+    from tests.integration.test_colorize import _checkpoint, _write_rgb
+
+    root = tmp_path_factory.mktemp("mnepisode")
+    truth = write_film(root / "film.mp4", FilmConfig(seed=5, size=64, num_shots=6, shot_frames=8,
+                                                     hold_prob=0.5, still_prob=0.0))
+    color = read_frames(root / "film.mp4")
+    write_video(root / "lineart.mp4", [extract_lineart(f) for f in color], 24, crf=0)
+    for s in truth["shots"]:
+        _write_rgb(root / "keys" / f"{s['start']:06d}.png", color[s["start"]])
+    shots = [[s["start"], s["end"]] for s in truth["shots"]]
+    (root / "shots.json").write_text(json.dumps(shots))
+    return {"root": root, "shots": shots, "ckpt": _checkpoint(root / "ckpt")}
+
+
+def _wait_for(cond, timeout_s: float) -> None:
+    """Poll the shared file system (much faster than ``ray job logs`` on a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"not reached in {timeout_s} s"
+        time.sleep(0.2)
+
+
+def _colorize_args(ep: dict, out: Path) -> list[str]:
+    r = ep["root"]
+    return ["--lineart", str(r / "lineart.mp4"), "--refs", str(r / "keys"), "--model", str(ep["ckpt"]),
+            "--shots", str(r / "shots.json"), "--out", str(out), "--size", "64", "--device", "cpu"]
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    """Every output file that the pixels decide (frames, confidence maps, review line art, the
+    video); markers and reports also hold timings."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.parts[len(out.parts)] not in ("shots",) and p.suffix in (".png", ".mp4")}
+
+
+def test_colorize_loses_a_worker_node_and_completes_identically(cluster, episode, tmp_path):
+    """2 ShotPredictor actors, one per worker node; node_b is killed once the first shot is
+    recorded: its actor's unfinished shots go to a replacement actor on node_a. Every frame,
+    confidence map and the episode video equal an uninterrupted (in-process) run's, byte for
+    byte; every shot has its marker once; the report names the loss."""
+    from workflows import colorize
+
+    ref = tmp_path / "ref"
+    t0 = time.monotonic()
+    assert colorize.main([*_colorize_args(episode, ref), "--local"]) == 0
+    t_ref = time.monotonic() - t0
+    out = tmp_path / "lost"
+    t0 = time.monotonic()
+    sid = cluster.submit(["python", "-m", "workflows.colorize", *_colorize_args(episode, out),
+                          "--actors", "2"], "colorize-lost",
+                         env={colorize.ACTOR_DELAY_ENV: "3"})  # fmt: skip
+    _wait_for(lambda: list((out / "shots").glob("*.json")), 300)  # the first shot is recorded
+    cluster.kill_node("node_b")
+    assert len(list((out / "shots").glob("*.json"))) < len(episode["shots"]) - 1  # mid-job
+    status, logs = cluster.wait(sid)
+    t_lost = time.monotonic() - t0
+    assert status == "SUCCEEDED", logs[-3000:]
+    rep = json.loads((out / "report.json").read_text())
+    lost = [w for w in rep.get("warnings", []) if "shot worker was lost" in w]
+    print(f"colorize: in-process reference {t_ref:.0f} s; on the cluster with node_b killed "
+          f"{t_lost:.0f} s; {lost}")
+    assert len(lost) == 1, rep.get("warnings")  # the loss was seen (and is reported)
+    assert sorted(p.stem for p in (out / "shots").glob("*.json")) == [
+        f"{a:06d}-{b:06d}" for a, b in episode["shots"]]
+    assert rep["totals"]["shots_done"] == len(episode["shots"])
+    assert _outputs(out) == _outputs(ref)  # nothing lost, nothing duplicated, same bytes
