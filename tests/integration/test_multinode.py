@@ -7,6 +7,7 @@ process group (raylet, workers, agent).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -165,3 +166,94 @@ def test_colorize_loses_a_worker_node_and_completes_identically(cluster, episode
         f"{a:06d}-{b:06d}" for a, b in episode["shots"]]
     assert rep["totals"]["shots_done"] == len(episode["shots"])
     assert _outputs(out) == _outputs(ref)  # nothing lost, nothing duplicated, same bytes
+
+
+# ------------------------------------------------------------------------------ train
+EVERY = 3  # --checkpoint-every-steps: the most a node loss may cost
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory) -> Path:
+    from tests.helpers.datasets import write_tiny_dataset
+
+    return write_tiny_dataset(tmp_path_factory.mktemp("mnds") / "ds", films=2, shots_per_film=3,
+                              frames_per_shot=24, size_px=32, seed=5)
+
+
+def _train(cluster, data: Path, runs: Path, name: str, delay_s: float = 0) -> str:
+    return cluster.submit(
+        ["python", "-m", "workflows.train", "--data", str(data), "--recipe", "smoke", "--workers", "2",
+         "--placement-strategy", "SPREAD", "--storage", str(runs), "--run-name", name,
+         "--experiment", "mn", "--register-as", "none", "--data-path", "memory",
+         "--checkpoint-every-steps", str(EVERY), "--max-failures", "2", "--set", "steps_per_epoch=6",
+         "--set", "loss.lambda_vgg=0", "--set", "loss.vgg_weights=none", "--set", "window.width_frames=6"],
+        f"train-{name}", env={"MLFLOW_TRACKING_URI": f"sqlite:///{runs}/mlflow.db",
+                              "LCMFTN_TRAIN_STEP_DELAY_S": str(delay_s)})  # fmt: skip
+
+
+def _summary(logs: str) -> dict:
+    return json.loads([ln for ln in logs.splitlines() if ln.startswith('{"run_id"')][-1])
+
+
+def _final_weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(sorted(run_dir.glob("epoch*"))[-1] / "model" / "model.safetensors"))
+
+
+def _node_of(cluster, pid: int) -> str:
+    """The node whose ``ray start`` process has ``pid`` among its descendants."""
+    roots = {proc.pid: name for name, proc in cluster.nodes.items()}
+    while pid > 1:
+        if pid in roots:
+            return roots[pid]
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    raise AssertionError("process not under any node of the cluster")
+
+
+def steps_redone(logs: str, resumed_step: int) -> tuple[int, int]:
+    """(last step rank 0 finished before the restart, steps redone = that - the checkpoint's)."""
+    before = logs.split("[train] resumed at", 1)[0]
+    done = [int(m) for m in re.findall(r"\[train\] step (\d+) done", before)]
+    return max(done), max(done) - resumed_step
+
+
+@pytest.mark.slow  # two 2-worker training jobs: 9 min at load average ~15 (3 min per job)
+@pytest.mark.timeout(1500)
+def test_train_loses_a_worker_node_and_ends_with_the_same_weights(cluster, train_data, tmp_path):
+    """2 DDP workers SPREAD over node_a and node_b, a checkpoint every 3 steps; the node
+    without rank 0 is killed after the step-3 checkpoint: Ray Train V2 restarts the group
+    (both workers on the node left) from the last checkpoint; the final weights and the
+    validation score equal an uninterrupted run's; steps redone <= the checkpoint interval."""
+    import torch
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    t0 = time.monotonic()
+    status, logs = cluster.wait(_train(cluster, train_data, runs, "whole"), timeout_s=900)
+    t_ref = time.monotonic() - t0
+    assert status == "SUCCEEDED", logs[-3000:]
+    whole = _summary(logs)
+    t0 = time.monotonic()
+    sid = _train(cluster, train_data, runs, "lost", delay_s=2.5)
+    status, logs = cluster.wait(sid, timeout_s=600, until="[train] started")
+    assert status == "RUNNING", logs[-3000:]
+    rank0 = int(re.search(r"\(RayTrainWorker pid=(\d+)[^)]*\) \[train\] started", logs).group(1))
+    victim = next(n for n in WORKER_NODES if n != _node_of(cluster, rank0))
+    _wait_for(lambda: list((runs / "lost").glob(f"epoch0000-step{EVERY:07d}-*")), 600)
+    time.sleep(2.5)  # the controller's 2 s poll has seen the checkpoint; ~1 step later
+    cluster.kill_node(victim)
+    status, logs = cluster.wait(sid, timeout_s=900)
+    t_lost = time.monotonic() - t0
+    assert status == "SUCCEEDED", logs[-3000:]
+    lost = _summary(logs)
+    at_kill, redone = steps_redone(logs, lost["start_step"])
+    print(f"train: uninterrupted {t_ref:.0f} s; {victim} killed at step {at_kill}: resumed from "
+          f"the step-{lost['start_step']} checkpoint, {redone} step(s) redone "
+          f"(interval {EVERY}); {t_lost:.0f} s")
+    assert (lost["epoch"], lost["step"]) == (whole["epoch"], whole["step"]) == (2, 12)
+    assert lost["start_step"] > 0, "restarted from scratch, not from a checkpoint"
+    assert 0 <= redone <= EVERY
+    assert lost["val_psnr"] == whole["val_psnr"] and lost["val_ssim"] == whole["val_ssim"]
+    a, b = _final_weights(runs / "whole"), _final_weights(runs / "lost")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
