@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class RunSettings:
     low_confidence: float = 0.5
     flag_fraction: float = 0.05
     paper: str = "auto"  # auto | keep | off: keep the line art's paper in the output (lcmftn.paper)
+    max_actor_losses: int = 3  # shot workers lost (node loss, OOM kill) tolerated per run
 
 
 def fingerprint(*parts: bytes | str) -> str:
@@ -219,6 +221,57 @@ def episode_stats(stats: dict, start: int, off: int, borrowed: int | None = None
     return dict(stats, frames=stats["frames"] - off, key=stats["key"] - off,
                 keyframes=[start + k - off for k in stats["keyframes"] if k >= off],
                 flagged=[start + i - off for i in stats["flagged"]], per_frame=per_frame)
+
+
+class ActorsLostError(RuntimeError):
+    """A run lost more shot workers (actor deaths: node loss, OOM kill) than it tolerates."""
+
+
+class LossBudget:
+    """The shot workers lost in one run, shared by its streams (thread-safe). Each loss is
+    counted and described in ``events``; one more than ``max_losses`` raises
+    :class:`ActorsLostError` (bounded: a cluster that keeps losing nodes fails, named)."""
+
+    def __init__(self, max_losses: int) -> None:
+        self.max_losses = max_losses
+        self.events: list[str] = []
+        self._lock = threading.Lock()
+
+    def spend(self, err: BaseException, pending: list[dict]) -> None:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        what = (f"a shot worker was lost ({type(err).__name__}: {first}); {len(pending)} unfinished "
+                f"shot(s) resubmitted: {', '.join(j['id'] for j in pending[:8])}")
+        with self._lock:
+            self.events.append(what)
+            n = len(self.events)
+        if n > self.max_losses:
+            raise ActorsLostError(f"{n} shot workers lost, more than the {self.max_losses} allowed "
+                                  f"(--max-actor-losses); last: {what}") from err
+        log.warning("%s (loss %d of %d allowed)", what, n, self.max_losses)
+
+
+def resubmit_on_loss(jobs: list[dict], start: Callable[[list[dict]], Iterator[dict]],
+                     is_loss: Callable[[BaseException], bool], budget: LossBudget) -> Iterator[dict]:
+    """Results of ``jobs`` from ``start(jobs)`` (a stream of per-shot results from one worker);
+    when the stream dies of a worker loss (``is_loss``), the shots it had not returned go to
+    ``start(unfinished)`` (a replacement worker), within ``budget``. Any other error is raised
+    as it is. Shots are deterministic and written atomically, so a redone shot rewrites the
+    same bytes; its marker is written by the caller only once its result is here."""
+    pending = list(jobs)
+    while pending:
+        try:
+            for res in start(pending):
+                pending = [j for j in pending if j["id"] != res["id"]]
+                yield res
+        except Exception as err:  # noqa: BLE001 - losses resubmitted, the rest re-raised
+            if not is_loss(err):
+                raise
+            if not pending:  # lost after its last shot came back: nothing to redo
+                return
+            budget.spend(err, pending)
+            continue
+        if pending:
+            raise RuntimeError(f"a shot worker's stream ended without shots {[j['id'] for j in pending]}")
 
 
 class Output:

@@ -57,9 +57,13 @@ class JobSpec:
     """Mid-epoch checkpoints every N steps (0: at epoch ends only)."""
     stream_cpus_per_task: float = 0.5
     """CPUs of each Ray Data read/decode task on the stream path."""
+    placement_strategy: str = "PACK"
+    """Ray placement of the workers: ``PACK`` (fewest nodes) or ``SPREAD`` (one per node where
+    possible; soft: after a node loss the restarted group packs onto the nodes left)."""
 
 
 DATA_PATH_CHOICES = ("auto", "memory", "stream")
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD")
 DEFAULT_DATA_MEMORY_BUDGET_MB = 2048
 
 
@@ -198,7 +202,8 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
               threads_per_worker: int = 0, data_path: str = "auto",
               data_memory_budget_mb: float = DEFAULT_DATA_MEMORY_BUDGET_MB,
               frames_per_block: int = 0, checkpoint_every_steps: int = 0,
-              stream_cpus_per_task: float = 0.5, verify_data: bool = True) -> JobSpec:
+              stream_cpus_per_task: float = 0.5, verify_data: bool = True,
+              placement_strategy: str = "PACK") -> JobSpec:
     """Check everything and resolve defaults; raises ``BadInput`` before Ray is touched."""
     from lcmftn.integrations import storage as st
 
@@ -216,6 +221,8 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
     if frames_per_block < 0 or checkpoint_every_steps < 0 or stream_cpus_per_task <= 0:
         raise BadInput("--frames-per-block and --checkpoint-every-steps must be >= 0, "
                        "--stream-cpus-per-task > 0")
+    if placement_strategy not in PLACEMENT_STRATEGIES:
+        raise BadInput(f"--placement-strategy must be one of {PLACEMENT_STRATEGIES}, got {placement_strategy!r}")
     check_storage(storage)
     if cpus_per_worker is None:
         cpus_per_worker = 1.0 if gpus_per_worker > 0 else 0.5
@@ -231,6 +238,7 @@ def make_spec(*, data: str, recipe_name: str, model: str | None, overrides: list
         storage_fs=st.filesystem_for(storage)[0] if st.is_s3(storage) else None,
         data_path=path, frames_per_block=frames_per_block,
         checkpoint_every_steps=checkpoint_every_steps, stream_cpus_per_task=stream_cpus_per_task,
+        placement_strategy=placement_strategy,
     )
 
 
@@ -255,6 +263,7 @@ def run_params(spec: JobSpec) -> dict[str, Any]:
         "cluster.workers": spec.workers,
         "cluster.gpus_per_worker": spec.gpus_per_worker,
         "cluster.cpus_per_worker": spec.cpus_per_worker,
+        "cluster.placement_strategy": spec.placement_strategy,
         "git_commit": tracking.git_commit() or "unknown",
         "run_storage": storage.join(spec.storage_uri, spec.run_name),
     }

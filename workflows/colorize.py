@@ -71,6 +71,8 @@ from lcmftn.evaluation import parse_eval_modes, score_confidence, score_frames, 
 from lcmftn.integrations import lease, storage
 from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the job
     MARKER_VERSION,
+    ActorsLostError,
+    LossBudget,
     Output,
     RunSettings,
     colorize_jobs,
@@ -79,6 +81,7 @@ from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the jo
     load_model_files,
     plan_episode,
     plan_jobs,
+    resubmit_on_loss,
     shot_id,
     split_jobs,
     training_size,
@@ -91,6 +94,7 @@ log = logging.getLogger("workflows.colorize")
 
 FAULT_ENV = "LCMFTN_COLORIZE_FAIL_AFTER_SHOTS"  # test hook: crash the driver after K shots written
 DELAY_ENV = "LCMFTN_COLORIZE_SHOT_DELAY_S"  # test hook: pause after each shot (a window to kill in)
+ACTOR_DELAY_ENV = "LCMFTN_COLORIZE_ACTOR_SHOT_DELAY_S"  # test hook: an actor pauses after each shot
 
 
 class InjectedFault(RuntimeError):
@@ -122,6 +126,7 @@ class ShotPredictor:
         """Read each shot's frames from ``src``, write them to ``out_uri``; yield small results.
         Progress hook: frames written are counted into ``board`` (a Ray actor handle of
         :class:`workflows.progress.ProgressBoard`) or passed to ``on_frames(n)`` (``--local``)."""
+        delay_s = float(os.environ.get(ACTOR_DELAY_ENV, "0") or 0)  # test hook (node-loss window)
         counter = None
         if board is not None:
             import uuid
@@ -134,6 +139,7 @@ class ShotPredictor:
             if counter is not None:
                 counter.flush()  # the shot's frames are all counted when its record arrives
             yield res
+            time.sleep(delay_s)
 
 
 def resolve_device(rs: RunSettings) -> str:
@@ -155,11 +161,22 @@ def resolve_device(rs: RunSettings) -> str:
     return "cuda" if has_gpu and rs.device != "cpu" else "cpu"
 
 
+def _is_worker_loss(err: BaseException) -> bool:
+    """An actor or its node died (not an error raised by the shot code: that is a
+    ``RayTaskError`` and is reported as it is)."""
+    from ray import exceptions as rx
+
+    return isinstance(err, (rx.RayActorError, rx.NodeDiedError, rx.WorkerCrashedError,
+                            rx.LocalRayletDiedError, rx.ObjectLostError))
+
+
 def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes], rs: RunSettings,
-                  src: LineartSource, out_uri: str, progress=None) -> Iterator[dict]:
+                  src: LineartSource, out_uri: str, budget: LossBudget,
+                  progress=None) -> Iterator[dict]:
     """Results of all jobs, as they finish: in-process (``--local``) or over Ray actors. The
     workers read the frames from ``src`` and write them to ``out_uri`` themselves: only small
-    per-shot records come back. ``progress``: :func:`frames_progress`'s bar (frames written)."""
+    per-shot records come back. An actor lost with its node is replaced (``budget``).
+    ``progress``: :func:`frames_progress`'s bar (frames written)."""
     if rs.local:
         actor = ShotPredictor(model_files, settings)
         yield from actor.colorize(jobs, src, out_uri, on_frames=getattr(progress, "add", None))
@@ -180,24 +197,35 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
     # carries its shot's window of it (lcmftn.jobs.add_index_windows)
     src_ref = ray.put(src.without_index())
     Actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(ShotPredictor)
-    actors = [Actor.remote(files_ref, actor_settings) for _ in groups]
     log.info("colouring %d shots on %d actor(s) (%.2g CPU, %.2g GPU each, batch %d)",
-             len(jobs), len(actors), cpus, gpus, settings["batch_size"])
-    results: queue.Queue = queue.Queue(maxsize=2 * len(actors))
+             len(jobs), len(groups), cpus, gpus, settings["batch_size"])
+    results: queue.Queue = queue.Queue(maxsize=2 * len(groups))
     stop = threading.Event()
+    actors: list = []  # every actor started (replacements too), killed at the end
 
-    def pump(actor, group) -> None:  # 3. one thread drains each actor's stream of finished shots
+    def stream(pending: list[dict]) -> Iterator[dict]:
+        """One (new) actor colours ``pending``; killed once done, freeing its CPU/GPU for a
+        replacement of a lost one."""
+        actor = Actor.remote(files_ref, actor_settings)
+        actors.append(actor)
         try:
-            for ref in actor.colorize.remote(group, src_ref, out_uri, getattr(progress, "board", None)):
+            for ref in actor.colorize.remote(pending, src_ref, out_uri, getattr(progress, "board", None)):
+                yield ray.get(ref)
+        finally:  # done, or lost: an "unavailable" actor may still run; it must not hold a CPU
+            ray.kill(actor)
+
+    def pump(group) -> None:  # 3. one thread drains each group's stream of finished shots
+        try:  # a lost actor (node loss): its unfinished shots go to a replacement actor
+            for res in resubmit_on_loss(group, stream, _is_worker_loss, budget):
                 if stop.is_set():
                     return
-                results.put(ray.get(ref))
+                results.put(res)
         except BaseException as err:  # noqa: BLE001 - handed to the driver thread
             results.put(err)
         finally:
             results.put(None)
 
-    threads = [threading.Thread(target=pump, args=(a, g), daemon=True) for a, g in zip(actors, groups, strict=True)]
+    threads = [threading.Thread(target=pump, args=(g,), daemon=True) for g in groups]
     for t in threads:
         t.start()
     try:
@@ -212,7 +240,7 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
                 yield item
     finally:
         stop.set()
-        for a in actors:
+        for a in list(actors):
             ray.kill(a)
         while not results.empty():  # unblock pumps waiting on a full queue
             results.get_nowait()
@@ -227,10 +255,12 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
     fail_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     t0 = time.perf_counter()
     written = 0
+    budget = LossBudget(rs.max_actor_losses)
     if run.pending:
         total = sum(int(j["end"]) - int(j["start"]) for j in run.pending)
         with frames_progress(rs, total) as bar:  # progress hook: frames written by the actors
-            for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri, bar):
+            for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri,
+                                     budget, bar):
                 rec = write_shot(run, res)
                 written += 1
                 log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
@@ -239,6 +269,7 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
                 if fail_after and written >= fail_after:
                     raise InjectedFault(f"{FAULT_ENV}={fail_after}: stopping after {written} shots")
     elapsed = time.perf_counter() - t0
+    run.warnings.extend(budget.events)  # the report names every lost worker and what was redone
     done = {r["id"] for r in run.records if r["status"] == "done"}
     n_video = _encode(src, out_uri, shots, done, rs)
     return finish_episode(run, src, shots, rs, job_info, written, elapsed, n_video)
@@ -320,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frame rate of an image-folder input (default 24)")
     p.add_argument("--actors", type=int, default=0, help="Ray actors (0 = one per GPU, else one per CPU)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--max-actor-losses", type=int, default=3,
+                   help="actors lost (node loss, OOM kill) tolerated: each lost actor's unfinished "
+                        "shots go to a replacement; one more fails the job (ActorsLostError)")
     p.add_argument("--gpus-per-actor", type=float, default=0.0, help="0 = 1 when the cluster has GPUs")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
@@ -340,7 +374,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
                        holds=not args.no_holds, borrow_keyframes=args.borrow_keyframes, actors=args.actors,
                        cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                        device=args.device, amp=args.amp, local=args.local, flag_fraction=args.flag_fraction,
-                       paper=args.paper)
+                       paper=args.paper, max_actor_losses=args.max_actor_losses)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,9 +93,12 @@ def ingest_unit_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> 
     """Ray Data row mapper over work units (``lcmftn.ingest_segments.plan_film``):
     ``{"film", "unit": pickle} -> {"film", "kind", "result": pickle}``; "whole" -> the manifest
     entry of ``stage_film``, "done" -> the planner's entry, "segment" -> ``stage_segment``."""
+    import ray
+
     unit = pickle.loads(row["unit"])
     if unit["kind"] == "whole":
         result = stage_film(unit, out_root, fs_out, fs_in, cfg_dict)
+        result.setdefault("node_id", ray.get_runtime_context().get_node_id())  # multinode hook: where it ran
     elif unit["kind"] == "done":
         result = unit["entry"]
     else:

@@ -52,6 +52,7 @@ from lcmftn.train_plan import (  # noqa: F401 - re-exported: workflows.tune and 
     DATA_PATH_CHOICES,
     DEFAULT_DATA_MEMORY_BUDGET_MB,
     EXIT_BAD_INPUT,
+    PLACEMENT_STRATEGIES,
     BadInput,
     JobSpec,
     check_dataset,
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch intra-op threads per worker (0 = torch/Ray default)")
     p.add_argument("--max-failures", type=int, default=2,
                    help="worker-group restarts from the last checkpoint before the run fails")
+    p.add_argument("--placement-strategy", choices=PLACEMENT_STRATEGIES, default="PACK",
+                   help="PACK: workers on as few nodes as possible; SPREAD: one per node where "
+                        "possible (soft: a group restarted after a node loss packs onto the rest)")
     p.add_argument("--data-path", choices=DATA_PATH_CHOICES, default="auto",
                    help="memory: every worker loads the PNGs; stream: Ray Data reads shards "
                         "block by block; auto: stream above --data-memory-budget-mb")
@@ -125,7 +129,8 @@ def plan(argv: list[str] | None = None) -> JobSpec:
                      data_memory_budget_mb=a.data_memory_budget_mb,
                      frames_per_block=a.frames_per_block,
                      checkpoint_every_steps=a.checkpoint_every_steps,
-                     stream_cpus_per_task=a.stream_cpus_per_task, verify_data=a.verify_data)
+                     stream_cpus_per_task=a.stream_cpus_per_task, verify_data=a.verify_data,
+                     placement_strategy=a.placement_strategy)
 
 
 # ----------------------------------------------------------------------------- Ray pieces
@@ -155,7 +160,8 @@ def build_trainer(spec: JobSpec, config: dict[str, Any], callbacks: list | None 
         train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources,
+                                     placement_strategy=spec.placement_strategy),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         # 2. Checkpoints to the run's storage path, keep-N; same name = resume; restarts.
         run_config=RunConfig(

@@ -96,6 +96,9 @@ class RankZeroTracker:
             tracking.log_image(self.run_id, grid, f"samples/epoch_{epoch:04d}.png", self.uri)
 
 
+STEP_DELAY_ENV = "LCMFTN_TRAIN_STEP_DELAY_S"  # test hook: every rank pauses after each step
+
+
 def _say(line: str) -> None:
     # NOTE: not print(): Train V2 patches print() into its logger, which the driver then shows
     # twice (stdout and stderr). Ray forwards a worker's stdout to the driver once.
@@ -295,6 +298,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     before_step = _fault_hook(config.get("fault"), rank)
     progress = StepReporter(config.get(PROGRESS_KEY), rank)  # progress hook (workflows.progress)
     every = int(config.get("checkpoint_every_steps") or 0)
+    delay_s = float(os.environ.get(STEP_DELAY_ENV, "0") or 0)  # test hook (node-loss window)
     while state.epoch < cfg.epochs:
         epoch = state.epoch
         length = epoch_length(data, cfg, epoch, world)
@@ -302,6 +306,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         def on_step(step: int, losses: dict[str, float], _length: int = length) -> None:
             tracker.on_step(step, losses)
             progress.step(step, loss=round(float(losses.get("loss", math.nan)), 4))  # progress hook
+            time.sleep(delay_s)
+            if rank == 0 and cfg.log_every_steps and step % cfg.log_every_steps == 0:
+                # progress in the job's logs (a lost node's steps redone are counted from it)
+                _say(f"[train] step {step} done (epoch {state.epoch}, {state.epoch_step}/{_length})")
             if every and state.epoch_step % every == 0 and state.epoch_step < _length:
                 _report(state, {"epoch": state.epoch, "step": state.step}, rank, config)
 
