@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lcmftn import limits
@@ -153,22 +153,11 @@ def _cpu_quality() -> TrainConfig:
     # positions 1-4), the paper trains with width 40; 21 keeps enough pairs in 48-frame shots
     # (28 windows per shot at stride 1) and covers the stride-10 step (>= 10).
     # No VGG offline (as cpu-small): L1 only; TCVC's content/style off.
-    return TrainConfig(
-        recipe="cpu-quality",
-        system="lcmftn-ours",
-        model_size="small",
-        image_size_px=64,
-        batch_size_per_worker=4,
-        epochs=24,
-        steps_per_epoch=100,
-        window=WindowConfig(width_frames=21, stride_frames=1),
-        loss=LossConfig(lambda_l1=10.0, lambda_vgg=0.0, vgg_weights="none",
-                        lambda_content=0.0, lambda_style=0.0),
-        optim=OptimConfig(lr=5e-4),
-        val=ValConfig(val_fraction=0.2, every_epochs=4, strides_frames=(1, 5, 10),
-                      max_sequences_per_stride=16),
-        log_every_steps=20,
-    )
+    # Same as cpu-small but for the system, the window, the steps and the validation period.
+    base = _cpu_small()
+    return replace(base, recipe="cpu-quality", system="lcmftn-ours", steps_per_epoch=100,
+                   window=WindowConfig(width_frames=21, stride_frames=1),
+                   val=replace(base.val, every_epochs=4), log_every_steps=20)
 
 
 def _paper_256() -> TrainConfig:

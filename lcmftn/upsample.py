@@ -35,7 +35,7 @@ class UpsampleConfig:
     """Guided upsampling settings (all sizes in full-resolution pixels unless noted)."""
 
     line_threshold: int = 128  # line-art value (0..255) below which a pixel is a line pixel
-    halo_px: int = 0  # extra band around lines treated as contaminated; 0 = auto (~ scale factor)
+    halo_px: int = 0  # band around lines treated as contaminated; 0 = auto (max(1, round(scale)))
     ink: str = "multiply"  # "multiply" (re-impose the line art) or "none"
 
 
@@ -56,7 +56,10 @@ def guided_upsample(
     up = cv2.resize(color, (big_w, big_h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
     lines = (lineart < cfg.line_threshold).astype(np.uint8)
-    halo = cfg.halo_px or int(np.ceil(scale)) + 1
+    # auto: the bilinear smear of a model pixel reaches ~scale full-resolution pixels; at scale 1
+    # only the line's own anti-aliased edge (1 px). Was ceil(scale) + 1: on the demo episode a
+    # perfect colouring scored 20.45 dB through it (64 -> 80 px) vs 22.14 dB with 1 px.
+    halo = cfg.halo_px or max(1, int(round(scale)))
     near_line = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * halo + 1,) * 2))
     paper = (near_line == 0).astype(np.float32)
 

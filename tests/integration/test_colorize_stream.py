@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # re-recorded the same way on branch usability before it merged streaming (76c8ad4: the same
 # in-memory driver, per-frame records with the confidence fields change/distance; its frames,
 # confidence maps and line art reproduced the main recording byte for byte).
+# "frames" / "video" re-recorded after the guided upsampler's auto halo became
+# max(1, round(scale)) (lcmftn/upsample.py): every other digest was unchanged by it.
 REFERENCE = json.loads((Path(__file__).with_name("stream_reference.json")).read_text())
 
 
