@@ -1,4 +1,4 @@
-"""Run a benchmark: ``python -m workflows.benchmark {model,ingest,scale-ingest,train,colorize,compare,data,attention,confidence,scale-train,scale} [options]``.
+"""Run a benchmark: ``python -m workflows.benchmark {model,ingest,scale-ingest,train,colorize,compare,data,attention,confidence,scale-train,scale,ceiling} [options]``.
 
 Each sub-benchmark lives in its own module with ``main(argv) -> int``; ``model`` and the
 single-process parts of ``train``/``colorize`` import no Ray, so they run on a bare GPU machine
@@ -11,7 +11,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("model", "ingest", "scale-ingest", "train", "colorize", "compare", "data", "attention",
-              "confidence", "scale-train", "scale")
+              "confidence", "scale-train", "scale", "ceiling")
 
 
 def main(argv: list[str] | None = None) -> int:
