@@ -82,6 +82,11 @@ class LcmftnPyfunc(mlflow.pyfunc.PythonModel):
     """Colours frame pairs with the checkpoint in ``artifacts/checkpoint`` (CPU, or CUDA when
     available)."""
 
+    # The signature is explicit (a dict of TensorSpecs, signature()), which type hints cannot
+    # express: skip MLflow 3's type-hint wrapping of predict (PythonModel.__init_subclass__,
+    # mlflow/pyfunc/model.py), which would only warn "Add type hints to the `predict` method".
+    _skip_type_hint_validation = True
+
     def load_context(self, context) -> None:  # MLflow callback
         import torch
 
