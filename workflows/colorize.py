@@ -121,6 +121,12 @@ class ShotPredictor:
                 Path(tmp, name).write_bytes(data)
             self.system, _ = load_checkpoint(tmp, map_location="cpu")
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (a replacement for a lost actor avoids that node)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def colorize(self, jobs: list[dict], src: LineartSource, out_uri: str, board=None,
                  on_frames=None) -> Iterator[dict]:
         """Read each shot's frames from ``src``, write them to ``out_uri``; yield small results.
@@ -170,6 +176,19 @@ def _is_worker_loss(err: BaseException) -> bool:
                             rx.LocalRayletDiedError, rx.ObjectLostError))
 
 
+def _avoid_nodes(lost_nodes: set[str], cpus: float) -> dict:
+    """Actor options: soft affinity to a live node with the CPUs that no actor was lost on
+    (none when nothing was lost, or no such node: the scheduler decides)."""
+    if not lost_nodes:
+        return {}
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ok = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in lost_nodes
+          and n.get("Resources", {}).get("CPU", 0) >= cpus]
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ok[0], soft=True)} if ok else {}
+
+
 def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes], rs: RunSettings,
                   src: LineartSource, out_uri: str, budget: LossBudget,
                   progress=None) -> Iterator[dict]:
@@ -203,14 +222,23 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
     stop = threading.Event()
     actors: list = []  # every actor started (replacements too), killed at the end
 
+    lost_nodes: set[str] = set()
+
     def stream(pending: list[dict]) -> Iterator[dict]:
         """One (new) actor colours ``pending``; killed once done, freeing its CPU/GPU for a
-        replacement of a lost one."""
-        actor = Actor.remote(files_ref, actor_settings)
+        replacement of a lost one. A replacement prefers a node no actor was lost on: until the
+        GCS marks a dead node dead (seconds), the scheduler may still place actors there."""
+        actor = Actor.options(**_avoid_nodes(lost_nodes, cpus)).remote(files_ref, actor_settings)
         actors.append(actor)
+        node = None
         try:
+            node = ray.get(actor.node_id.remote())
             for ref in actor.colorize.remote(pending, src_ref, out_uri, getattr(progress, "board", None)):
                 yield ray.get(ref)
+        except Exception as err:
+            if node and _is_worker_loss(err):
+                lost_nodes.add(node)
+            raise
         finally:  # done, or lost: an "unavailable" actor may still run; it must not hold a CPU
             ray.kill(actor)
 

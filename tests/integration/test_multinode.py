@@ -161,7 +161,9 @@ def test_colorize_loses_a_worker_node_and_completes_identically(cluster, episode
     lost = [w for w in rep.get("warnings", []) if "shot worker was lost" in w]
     print(f"colorize: in-process reference {t_ref:.0f} s; on the cluster with node_b killed "
           f"{t_lost:.0f} s; {lost}")
-    assert len(lost) == 1, rep.get("warnings")  # the loss was seen (and is reported)
+    # the loss was seen and reported; a replacement started before the GCS marked node_b dead
+    # may be lost too (bounded by --max-actor-losses, default 3)
+    assert 1 <= len(lost) <= 3, rep.get("warnings")
     assert sorted(p.stem for p in (out / "shots").glob("*.json")) == [
         f"{a:06d}-{b:06d}" for a, b in episode["shots"]]
     assert rep["totals"]["shots_done"] == len(episode["shots"])
