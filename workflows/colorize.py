@@ -234,7 +234,7 @@ def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes
         try:
             node = ray.get(actor.node_id.remote())
             for ref in actor.colorize.remote(pending, src_ref, out_uri, getattr(progress, "board", None)):
-                yield ray.get(ref)
+                yield dict(ray.get(ref), node_id=node)  # node_id: for the report, not the marker
         except Exception as err:
             if node and _is_worker_loss(err):
                 lost_nodes.add(node)
@@ -284,11 +284,15 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
     t0 = time.perf_counter()
     written = 0
     budget = LossBudget(rs.max_actor_losses)
+    nodes: dict[str, list[str]] = {}  # Ray node id -> shots coloured there (this run)
     if run.pending:
         total = sum(int(j["end"]) - int(j["start"]) for j in run.pending)
         with frames_progress(rs, total) as bar:  # progress hook: frames written by the actors
             for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri,
                                      budget, bar):
+                node = res.pop("node_id", None)
+                if node:
+                    nodes.setdefault(node, []).append(res["id"])
                 rec = write_shot(run, res)
                 written += 1
                 log.info("shot %s done: %d colorized, %d copied (%d/%d)", rec["id"], rec["colorized"],
@@ -300,7 +304,7 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
     run.warnings.extend(budget.events)  # the report names every lost worker and what was redone
     done = {r["id"] for r in run.records if r["status"] == "done"}
     n_video = _encode(src, out_uri, shots, done, rs)
-    return finish_episode(run, src, shots, rs, job_info, written, elapsed, n_video)
+    return finish_episode(run, src, shots, rs, job_info, written, elapsed, n_video, nodes)
 
 
 def _encode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done: set[str], rs: RunSettings) -> int:

@@ -167,6 +167,10 @@ def test_colorize_loses_a_worker_node_and_completes_identically(cluster, episode
     assert sorted(p.stem for p in (out / "shots").glob("*.json")) == [
         f"{a:06d}-{b:06d}" for a, b in episode["shots"]]
     assert rep["totals"]["shots_done"] == len(episode["shots"])
+    ran = rep["run"]["nodes"]  # node id -> shots coloured there: the report names the nodes
+    assert set(ran) <= set(cluster.node_ids().values()) and ran, ran
+    assert sorted(sum(ran.values(), [])) == sorted(  # every shot's last colouring, none twice
+        f"{a:06d}-{b:06d}" for a, b in episode["shots"])
     assert _outputs(out) == _outputs(ref)  # nothing lost, nothing duplicated, same bytes
 
 
