@@ -301,7 +301,7 @@ def summary_line(spec: JobSpec, run_id: str, result, model_uri: str | None,
         "model_version": version, "epoch": m.get("epoch"), "step": m.get("step"),
         "start_epoch": m.get("start_epoch"), "start_step": m.get("start_step"), "val_psnr": m.get("val_psnr"),
         "val_ssim": m.get("val_ssim"), "copyref_psnr": m.get("copyref_psnr"),
-        "samples_per_s": m.get("samples_per_s"), "workers": spec.workers,
+        "samples_per_s": m.get("samples_per_s"), "workers": spec.workers, "nodes": m.get("nodes"),
         "seconds": round(seconds, 1),
     }
 

@@ -296,6 +296,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
              f"{len(clips)} validation sequences from {len(val_shots)} shots, "
              f"{world} worker(s) on {device}, {torch.get_num_threads()} torch thread(s) each")
     before_step = _fault_hook(config.get("fault"), rank)
+    import ray
+
+    nodes = sorted(set(_gather(ray.get_runtime_context().get_node_id())))  # where the group runs
     progress = StepReporter(config.get(PROGRESS_KEY), rank)  # progress hook (workflows.progress)
     every = int(config.get("checkpoint_every_steps") or 0)
     delay_s = float(os.environ.get(STEP_DELAY_ENV, "0") or 0)  # test hook (node-loss window)
@@ -331,6 +334,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             **losses,
         }
         row = dict(metrics)
+        metrics["nodes"] = nodes  # the Ray node ids of this worker group (the run's summary line)
         due = state.epoch % cfg.val.every_epochs == 0 or state.epoch == cfg.epochs
         if clips and due:
             val = _validate(state, clips, rank, world)

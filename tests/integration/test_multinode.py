@@ -241,6 +241,8 @@ def test_train_loses_a_worker_node_and_ends_with_the_same_weights(cluster, train
     t_ref = time.monotonic() - t0
     assert status == "SUCCEEDED", logs[-3000:]
     whole = _summary(logs)
+    ids = cluster.node_ids()
+    assert sorted(whole["nodes"]) == sorted(ids[n] for n in WORKER_NODES)  # SPREAD: 2 nodes
     t0 = time.monotonic()
     sid = _train(cluster, train_data, runs, "lost", delay_s=2.5)
     status, logs = cluster.wait(sid, timeout_s=600, until="[train] started")
@@ -261,6 +263,7 @@ def test_train_loses_a_worker_node_and_ends_with_the_same_weights(cluster, train
     assert (lost["epoch"], lost["step"]) == (whole["epoch"], whole["step"]) == (2, 12)
     assert lost["start_step"] > 0, "restarted from scratch, not from a checkpoint"
     assert 0 <= redone <= EVERY
+    assert lost["nodes"] == [ids[n] for n in WORKER_NODES if n != victim]  # the group moved
     assert lost["val_psnr"] == whole["val_psnr"] and lost["val_ssim"] == whole["val_ssim"]
     a, b = _final_weights(runs / "whole"), _final_weights(runs / "lost")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
