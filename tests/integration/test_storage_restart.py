@@ -60,6 +60,20 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout_s: float = 2
         time.sleep(0.2)
 
 
+def _wait_for_marker(out: str, proc: subprocess.Popen, timeout_s: float = 240) -> None:
+    """Until the first shot's marker is on S3 (the console shows a bar, not per-shot lines)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if storage.list_uris(f"{out}/shots"):
+                return
+        except Exception:  # noqa: BLE001 - the prefix does not exist yet
+            pass
+        assert proc.poll() is None, "job ended before its first shot marker"
+        assert time.monotonic() < deadline, f"no shot marker under {out} after {timeout_s} s"
+        time.sleep(0.2)
+
+
 def _s3_frames(out: str) -> dict[str, bytes]:
     uris = storage.list_uris(f"{out}/frames")
     return {u.rsplit("/", 1)[1]: storage.read_bytes(u) for u in uris}
@@ -78,7 +92,7 @@ def test_colorize_rides_out_an_s3_restart(film, local_run, own_s3, tmp_path):  #
     proc = _start(_argv(film, out), log, LCMFTN_S3_MAX_ATTEMPTS="10",
                   **{job.DELAY_ENV: "1.5"})  # fmt: skip
     try:
-        _wait_for(log, " done: ", proc)  # the first shot is committed on S3
+        _wait_for_marker(out, proc)  # the first shot is committed on S3
         down = own_s3.restart(down_s=2.0)
         rc = proc.wait(timeout=300)
     finally:
@@ -98,7 +112,7 @@ def test_colorize_fails_naming_the_endpoint_then_rerun_completes(film, local_run
     log = tmp_path / "job.log"
     proc = _start(_argv(film, out), log, **{job.DELAY_ENV: "3"})
     try:
-        _wait_for(log, " done: ", proc)
+        _wait_for_marker(out, proc)
         own_s3.stop()
         rc = proc.wait(timeout=120)
     finally:
@@ -130,7 +144,7 @@ def test_ingest_rides_out_an_s3_restart(own_s3, tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300).returncode == 0
     out = own_s3.uri("ds")
     log = tmp_path / "ingest.log"
-    proc = _start([*argv, "--out", out], log, LCMFTN_S3_MAX_ATTEMPTS="10")
+    proc = _start([*argv, "--out", out, "-v"], log, LCMFTN_S3_MAX_ATTEMPTS="10")  # -v: per-film lines
     try:
         _wait_for(log, "film alpha: ok", proc, timeout_s=300)
         down = own_s3.restart(down_s=2.0)
