@@ -74,6 +74,18 @@ def _wait_for_marker(out: str, proc: subprocess.Popen, timeout_s: float = 240) -
         time.sleep(0.2)
 
 
+def _restart_s3_once(s3, proc: subprocess.Popen, ready) -> tuple[float, int]:
+    """Once ``ready()`` returns, restart SeaweedFS (2 s down); ``(seconds down, job exit code)``.
+    The job is killed if the test fails before it ends."""
+    try:
+        ready()
+        down = s3.restart(down_s=2.0)
+        return down, proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _s3_frames(out: str) -> dict[str, bytes]:
     uris = storage.list_uris(f"{out}/frames")
     return {u.rsplit("/", 1)[1]: storage.read_bytes(u) for u in uris}
@@ -91,13 +103,7 @@ def test_colorize_rides_out_an_s3_restart(film, local_run, own_s3, tmp_path):  #
     log = tmp_path / "job.log"
     proc = _start(_argv(film, out), log, LCMFTN_S3_MAX_ATTEMPTS="10",
                   **{job.DELAY_ENV: "1.5"})  # fmt: skip
-    try:
-        _wait_for_marker(out, proc)  # the first shot is committed on S3
-        down = own_s3.restart(down_s=2.0)
-        rc = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    down, rc = _restart_s3_once(own_s3, proc, lambda: _wait_for_marker(out, proc))  # a shot on S3
     print(f"S3 down {down:.1f} s mid-colorize; job rc {rc}")
     assert rc == 0, log.read_text()[-3000:]
     frames = _s3_frames(out)
@@ -145,13 +151,8 @@ def test_ingest_rides_out_an_s3_restart(own_s3, tmp_path):
     out = own_s3.uri("ds")
     log = tmp_path / "ingest.log"
     proc = _start([*argv, "--out", out, "-v"], log, LCMFTN_S3_MAX_ATTEMPTS="10")  # -v: per-film lines
-    try:
-        _wait_for(log, "film alpha: ok", proc, timeout_s=300)
-        down = own_s3.restart(down_s=2.0)
-        rc = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    down, rc = _restart_s3_once(own_s3, proc,
+                                lambda: _wait_for(log, "film alpha: ok", proc, timeout_s=300))
     print(f"S3 down {down:.1f} s mid-ingest; job rc {rc}")
     assert rc == 0, log.read_text()[-3000:]
     from lcmftn.data.dataset import load_frames
