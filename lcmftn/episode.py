@@ -8,7 +8,8 @@ Used by ``workflows.colorize`` (DESIGN §2 "colorize") and its benchmarks:
   :func:`lcmftn.data.lineart.normalize_lineart`) into an :class:`Episode`; unreadable frames are
   named and replaced by their nearest readable neighbour so indexing stays aligned.
 * :func:`read_keyframes`: coloured keyframes named by frame index; a keyframe of another size
-  is resized (same aspect, warning) or rejected, every problem naming the file.
+  is resized (same aspect, warning) or rejected, every problem naming the file. The streaming
+  job keeps only a :class:`KeyframeRef` per keyframe (location + digest); workers read it.
 * :func:`load_shots`: ``--shots`` JSON or shot detection; contiguous ``[start, end)`` ranges.
 * :func:`episode_from_color`: evaluation input, line art synthesised from a colour episode.
 
@@ -26,6 +27,7 @@ Streaming (the colorize job; no process holds the episode):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -134,11 +136,68 @@ def read_lineart(path: Path, fps: float | None = None) -> Episode:
     return Episode(frames, float(rate), str(path), bad)
 
 
+def key_digest(img: np.ndarray) -> str:
+    """Content digest of a keyframe as coloured from (shape + RGB bytes; blake2b-128 hex): what
+    a shot's fingerprint holds, and what a worker checks a lazily read keyframe against."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(tuple(img.shape)).encode())
+    h.update(np.ascontiguousarray(img).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyframeRef:
+    """A keyframe the driver checked and fingerprinted but does not hold (issue 8: the driver's
+    and the actors' memory must not grow with the number of shots). A worker reads it when it
+    starts the shot (:meth:`load`): from the driver's copy when that path exists here (same
+    machine or shared storage), else from ``uri`` (``s3://``, another node)."""
+
+    uri: str  # the keyframe's own location (s3:// or a local path)
+    local: str  # the driver's copy (stage() downloads s3 refs)
+    size_hw: tuple[int, int]  # the line art's size: a resized keyframe is resized again on load
+    digest: str  # key_digest() of the RGB the driver read (after the resize)
+
+    def load(self) -> np.ndarray:
+        import tempfile
+
+        from lcmftn.data.video import read_image, to_rgb
+
+        if Path(self.local).exists() or not storage.is_s3(self.uri):
+            img = to_rgb(read_image(self.local))
+        else:
+            with tempfile.TemporaryDirectory(prefix="lcmftn-key-") as tmp:
+                p = Path(tmp) / self.uri.rsplit("/", 1)[-1]
+                p.write_bytes(storage.read_bytes(self.uri))
+                img = to_rgb(read_image(p))
+        img = _fit_keyframe(img, self.size_hw)
+        if key_digest(img) != self.digest:
+            raise ValueError(f"keyframe {self.uri}: changed since the job was planned (digest differs)")
+        return img
+
+
+def _fit_keyframe(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    H, W = size_hw
+    h, w = img.shape[:2]
+    if (h, w) != (H, W):
+        interp = cv2.INTER_AREA if h * w > H * W else cv2.INTER_CUBIC
+        img = cv2.resize(img, (W, H), interpolation=interp)
+    return np.ascontiguousarray(img)
+
+
+def load_keyframe(key: np.ndarray | KeyframeRef) -> np.ndarray:
+    """A job's keyframe as RGB: an in-memory one as it is, a :class:`KeyframeRef` read now."""
+    return key.load() if isinstance(key, KeyframeRef) else key
+
+
 def read_keyframes(refs: Path, n_frames: int, size_hw: tuple[int, int], policy: str = "resize",
-                   aspect_tolerance: float = 0.01) -> tuple[dict[int, np.ndarray], list[str], list[str]]:
+                   aspect_tolerance: float = 0.01, uri: str | None = None,
+                   ) -> tuple[dict[int, np.ndarray] | dict[int, KeyframeRef], list[str], list[str]]:
     """Keyframes ``{frame index: RGB uint8 [H, W, 3]}`` from images named by frame index
     (the last integer of the file name: ``000120.png``, ``key_120.jpg``). Returns
-    (keyframes, warnings, errors); every problem names the file."""
+    (keyframes, warnings, errors); every problem names the file.
+
+    ``uri`` (the streaming job: the ``--refs`` given, ``refs`` being this process's copy): the
+    keyframes are checked one at a time and returned as :class:`KeyframeRef` (no pixels held)."""
     from lcmftn.data.video import (
         VideoReadError,
         frame_index_from_name,
@@ -148,7 +207,7 @@ def read_keyframes(refs: Path, n_frames: int, size_hw: tuple[int, int], policy: 
     )
 
     files = list_image_files(refs) if refs.is_dir() else [refs]
-    keys: dict[int, np.ndarray] = {}
+    keys: dict = {}
     warnings: list[str] = []
     errors: list[str] = []
     H, W = size_hw
@@ -174,13 +233,17 @@ def read_keyframes(refs: Path, n_frames: int, size_hw: tuple[int, int], policy: 
             what = f"keyframe {f}: {w}x{h} (aspect {aspect:.3f}) but the line art is {W}x{H} (aspect {want:.3f})"
             if policy == "resize" and abs(aspect / want - 1) <= aspect_tolerance:
                 warnings.append(f"{what}: resized to {W}x{H}")
-                interp = cv2.INTER_AREA if h * w > H * W else cv2.INTER_CUBIC
-                img = cv2.resize(img, (W, H), interpolation=interp)
             else:
                 reason = "aspect differs" if policy == "resize" else "--keyframe-size reject"
                 errors.append(f"{what}: rejected ({reason})")
                 continue
-        keys[idx] = np.ascontiguousarray(img)
+        img = _fit_keyframe(img, size_hw)
+        if uri is None:
+            keys[idx] = img
+        else:
+            rel = f.relative_to(refs).as_posix() if refs.is_dir() else ""
+            own = storage.join(uri, rel) if rel else uri
+            keys[idx] = KeyframeRef(own, str(f), (H, W), key_digest(img))
     for w_ in warnings:
         log.warning("%s", w_)
     for e in errors:

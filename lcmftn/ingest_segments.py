@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ from lcmftn.data.dataset_format import (
     delete_dir,
     encode_png,
     frame_table,
-    write_shards,
+    write_shard,
 )
 from lcmftn.data.holds import changed_fraction_inks, ink_map
 from lcmftn.data.lineart import extract_lineart
@@ -204,6 +205,51 @@ def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: 
             "process_s": time.perf_counter() - t0}  # fmt: skip
 
 
+def _film_rows(fs: pafs.FileSystem, out_root: str, film: str, results: list[dict]) -> Iterator[tuple[bytes, bytes]]:
+    """The film's (colour PNG, line-art PNG) pairs in frame order, one segment file in memory."""
+    for r in results:
+        t = _read_segment_pngs(fs, segment_path(out_root, film, r["seg"]))
+        yield from zip(t.column("color_png").to_pylist(), t.column("lineart_png").to_pylist(), strict=True)
+        del t
+
+
+def write_shards_streaming(rows: Iterator[tuple[bytes, bytes]], film: str, shot_of: np.ndarray,
+                           holds: np.ndarray, height: int, width: int, fs: pafs.FileSystem, folder: str,
+                           rows_per_shard: int) -> list[str]:
+    """:func:`write_shards` of the film's :func:`frame_table`, built one shard at a time from
+    ``rows`` (issue 8: the assemble task holds one segment plus one shard, not the film).
+    Same files, byte for byte, as ``write_shards(frame_table(...))`` (the one-unit path)."""
+    n = len(shot_of)
+    names: list[str] = []
+    color: list[bytes] = []
+    line: list[bytes] = []
+    seen = 0
+
+    def flush() -> None:
+        a = len(names) * rows_per_shard
+        b = a + len(color)
+        part = frame_table(film, shot_of[a:b], color, line, holds[a:b], height, width,
+                           frames=np.arange(a, b, dtype=np.int32))
+        names.append(write_shard(part, fs, folder, len(names)))
+        color.clear()
+        line.clear()
+
+    fs.create_dir(folder, recursive=True)
+    for c, la in rows:
+        seen += 1
+        if seen > n:
+            break
+        color.append(c)
+        line.append(la)
+        if len(color) == rows_per_shard:
+            flush()
+    if seen != n:
+        raise FilmError(f"{film}: {n} frames planned, the segment files hold {'more' if seen > n else seen}")
+    if color:
+        flush()
+    return names
+
+
 def assemble_film(unit: dict, results: list[dict], out_root: str, fs_out: pafs.FileSystem,
                   cfg_dict: dict) -> dict:  # fmt: skip
     """All segments of a film -> the manifest entry ``stage_film`` would return (the shards it
@@ -229,12 +275,9 @@ def assemble_film(unit: dict, results: list[dict], out_root: str, fs_out: pafs.F
         for k, (s, e) in enumerate(shots):
             shot_of[s:e] = k
             hold_arr[s] = False
-        parts = [_read_segment_pngs(fs_out, segment_path(out_root, film, r["seg"])) for r in results]
-        color = [b for t in parts for b in t.column("color_png").to_pylist()]
-        line = [b for t in parts for b in t.column("lineart_png").to_pylist()]
-        del parts
-        table = frame_table(film, shot_of, color, line, hold_arr, results[-1]["height"], results[-1]["width"])
-        names = write_shards(table, fs_out, f"{stage}/{version}", cfg.rows_per_shard)
+        height, width = results[-1]["height"], results[-1]["width"]
+        names = write_shards_streaming(_film_rows(fs_out, out_root, film, results), film, shot_of, hold_arr,
+                                       height, width, fs_out, f"{stage}/{version}", cfg.rows_per_shard)
         delete_dir(fs_out, f"{stage}/{SEGMENTS_DIR}")
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reason
         try:
@@ -245,12 +288,12 @@ def assemble_film(unit: dict, results: list[dict], out_root: str, fs_out: pafs.F
         entry["reason"] = reason if source in reason else f"{source}: {reason}"
         return entry
     entry.update(
-        status="ok", version=version, frames=table.num_rows, fps=unit["fps"],
+        status="ok", version=version, frames=n, fps=unit["fps"],
         shots=[{"shot": k, "start": s, "end": e} for k, (s, e) in enumerate(shots)],
         holds=int(np.count_nonzero(hold_arr)),
-        height=int(table.column("height")[0].as_py()), width=int(table.column("width")[0].as_py()),
-        staged=[f"{STAGING_DIR}/{film}/{version}/{n}" for n in names],
-        shards=[f"{FRAMES_DIR}/{film}/{version}/{n}" for n in names],
+        height=int(height), width=int(width),
+        staged=[f"{STAGING_DIR}/{film}/{version}/{name}" for name in names],
+        shards=[f"{FRAMES_DIR}/{film}/{version}/{name}" for name in names],
         seconds=round(time.time() - unit["t0"], 3),
         process_seconds=round(sum(r["process_s"] for r in results), 3),
         cpu_seconds=round(unit["plan_cpu_s"] + sum(r["cpu_s"] for r in results) + time.process_time() - c0, 3),

@@ -32,13 +32,13 @@ from lcmftn import report as rpt
 from lcmftn.calibration import CALIBRATION_FILE  # confidence hook
 from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
 from lcmftn.data.dataset_format import decode_color_png, encode_png
-from lcmftn.episode import LineartSource, Scan, ShotFrames
+from lcmftn.episode import KeyframeRef, LineartSource, Scan, ShotFrames, key_digest, load_keyframe
 from lcmftn.integrations import storage
 from lcmftn.paper import paper_of_source
 
 log = logging.getLogger("workflows.colorize")  # NOTE: the job's logger name, kept for its users
 
-MARKER_VERSION = 2
+MARKER_VERSION = 3
 
 
 def shot_id(start: int, end: int) -> str:
@@ -74,7 +74,11 @@ def fingerprint(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
-def plan_jobs(scan: Scan, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
+def _key_digest(key: np.ndarray | KeyframeRef) -> str:
+    return key.digest if isinstance(key, KeyframeRef) else key_digest(key)
+
+
+def plan_jobs(scan: Scan, keyframes: dict[int, np.ndarray] | dict[int, KeyframeRef], shots: list[tuple[int, int]],
               rs: RunSettings, common_fp: str) -> tuple[list[dict], list[dict]]:
     """(jobs to run, records of shots left out). A job's ``fingerprint`` covers every input
     that decides its pixels: the model and settings (``common_fp``), its line art (the frames'
@@ -100,7 +104,7 @@ def plan_jobs(scan: Scan, keyframes: dict[int, np.ndarray], shots: list[tuple[in
             borrowed = min(key_idx, key=lambda i: (start - i if i < start else i - end + 1, i))
             head = scan.digest(borrowed)
             keys, off = {0: keyframes[borrowed]}, 1
-        fp = fingerprint(common_fp, sid, head, digests, *(f"{k}".encode() + keys[k].tobytes() for k in sorted(keys)))
+        fp = fingerprint(common_fp, sid, head, digests, *(f"{k}:{_key_digest(keys[k])}" for k in sorted(keys)))
         jobs.append(rec | {"keyframes": keys, "offset": off, "borrowed_from": borrowed, "fingerprint": fp,
                            "digests": digests, "borrowed_digest": head})
     return jobs, left_out
@@ -197,7 +201,8 @@ def colorize_jobs(system, jobs: list[dict], settings: dict, src: LineartSource, 
                     out.write(f"confidence/{rpt.frame_name(start + t - off)}", encode_png(m))
 
             outputs[job["id"]] = {"job": job, "written": written, "reader": reader}
-            yield ShotColorizer(seq, job["keyframes"], cfg, holds, sink=sink, name=job["id"], conf_sink=conf_sink)
+            keys = {t: load_keyframe(k) for t, k in job["keyframes"].items()}  # read now, not planned
+            yield ShotColorizer(seq, keys, cfg, holds, sink=sink, name=job["id"], conf_sink=conf_sink)
 
     amp = {"bf16": "bfloat16", "fp16": "float16"}.get(settings.get("amp") or "")
     import torch
@@ -362,7 +367,8 @@ def plan_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)
     settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": batch_size,
                 "device": device, "amp": rs.amp}
-    # NOTE: MARKER_VERSION 2: fingerprints hash per-frame digests (streaming), not frame bytes.
+    # NOTE: MARKER_VERSION 2: fingerprints hash per-frame digests (streaming), not frame bytes;
+    # 3: keyframes enter as their content digest (lcmftn.episode.key_digest), not their bytes.
     # NOTE: the fingerprint holds the batch size and device: padded batches make results
     # independent of batch *composition*, not of the batch size or the hardware.
     # NOTE: the library version is in it too, but not every code change: after upgrading the

@@ -452,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run_lineart(args: argparse.Namespace, rs: RunSettings, model_files: dict[str, bytes], work: Path) -> dict:
     # The driver holds metadata, keyframes and 16 bytes per frame; never the frames (streaming).
     src = open_source(args.lineart, stage(args.lineart, work, "lineart"), args.fps)
-    keys, warnings, errors = read_keyframes(stage(args.refs, work, "refs"), src.n_frames, src.size_hw, args.keyframe_size)
+    # keyframes as references (location + digest): actors read their shot's own (issue 8)
+    keys, warnings, errors = read_keyframes(stage(args.refs, work, "refs"), src.n_frames, src.size_hw,
+                                            args.keyframe_size, uri=args.refs)
     given = load_shots(args.shots, src.n_frames, []) if args.shots else None
     scan = scan_lineart(src, given is None, args.detector or LINEART_DETECTOR, args.threshold)
     shots = given or load_shots(json.dumps(scan.shots), src.n_frames, [])  # (validated)

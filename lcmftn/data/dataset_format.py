@@ -203,14 +203,16 @@ def frame_table(film: str, shot_of: Sequence[int] | np.ndarray, color_pngs: Sequ
 def write_shards(table: pa.Table, fs: pafs.FileSystem, folder: str, rows_per_shard: int) -> list[str]:
     """Write ``table`` as ``part-%05d.parquet`` files under ``folder``; returns their names."""
     fs.create_dir(folder, recursive=True)
-    names = []
-    for i, start in enumerate(range(0, table.num_rows, rows_per_shard)):
-        name = f"part-{i:05d}.parquet"
-        # PNGs are already compressed: no Parquet compression on them (saves CPU, not bytes).
-        pq.write_table(table.slice(start, rows_per_shard), f"{folder}/{name}", filesystem=fs,
-                       compression="none", row_group_size=64)  # fmt: skip
-        names.append(name)
-    return names
+    return [write_shard(table.slice(start, rows_per_shard), fs, folder, i)
+            for i, start in enumerate(range(0, table.num_rows, rows_per_shard))]
+
+
+def write_shard(rows: pa.Table, fs: pafs.FileSystem, folder: str, i: int) -> str:
+    """Shard ``i`` (``part-%05d.parquet``) of a dataset folder; returns its name."""
+    name = f"part-{i:05d}.parquet"
+    # PNGs are already compressed: no Parquet compression on them (saves CPU, not bytes).
+    pq.write_table(rows, f"{folder}/{name}", filesystem=fs, compression="none", row_group_size=64)
+    return name
 
 
 def read_shard(path: str, fs: pafs.FileSystem, verify: bool = True) -> pa.Table:

@@ -199,3 +199,30 @@ def test_a_bad_segment_fails_the_film_and_clears_staging(film, tmp_path):
     entry = assemble_film(units[0], results, out, fs, cfg_dict)
     assert entry["status"] == "failed" and str(film) in entry["reason"]
     assert not list(Path(out).rglob("*.parquet"))
+
+
+def test_assemble_writes_shards_while_reading_segments(tmp_path):
+    """Issue 8: the assemble step holds one segment and one shard, not the film: shard k is on
+    disk before the rows after it are pulled from the segment files; a count mismatch fails."""
+    from lcmftn.data.dataset_format import frame_table, write_shards
+    from lcmftn.ingest import FilmError
+    from lcmftn.ingest_segments import write_shards_streaming
+
+    fs, n, rps = pafs.LocalFileSystem(), 23, 5
+    color = [bytes([i]) * 7 for i in range(n)]
+    line = [bytes([200 - i]) * 3 for i in range(n)]
+    shot_of, holds = np.repeat(np.arange(3), [9, 9, 5]).astype(np.int32), np.arange(n) % 4 == 1
+    shards_seen = []
+
+    def rows():
+        for i in range(n):
+            shards_seen.append(len(list((tmp_path / "s").glob("*.parquet"))) if (tmp_path / "s").exists() else 0)
+            yield color[i], line[i]
+
+    names = write_shards_streaming(rows(), "f", shot_of, holds, 8, 8, fs, str(tmp_path / "s"), rps)
+    assert shards_seen == [i // rps for i in range(n)] and len(names) == 5
+    ref = write_shards(frame_table("f", shot_of, color, line, holds, 8, 8), fs, str(tmp_path / "r"), rps)
+    assert ref == names and all((tmp_path / "s" / m).read_bytes() == (tmp_path / "r" / m).read_bytes() for m in ref)
+    with pytest.raises(FilmError, match="22"):
+        write_shards_streaming(iter(list(zip(color, line, strict=True))[:22]), "f", shot_of, holds, 8, 8, fs,
+                               str(tmp_path / "t"), rps)

@@ -131,6 +131,33 @@ def test_read_keyframes_resize_reject_and_names(tmp_path):
     assert sorted(keys) == [3] and any("key_7.png" in e and "reject" in e for e in errors)
 
 
+def test_keyframe_refs_hold_no_pixels_and_load_what_was_planned(tmp_path):
+    """The streaming job keeps keyframes as references (issue 8: the driver's and actors' memory
+    must not grow with the number of shots): no pixels in the jobs, the same RGB and the same
+    fingerprints as in-memory keyframes, and a keyframe changed after planning is an error."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("000000.png", (40, 60)), ("000003.png", (80, 120))):  # one resized
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 255, (h, w, 3), np.uint8))
+    arrays, _, _ = episode.read_keyframes(tmp_path, 6, (40, 60))
+    refs, warnings, errors = episode.read_keyframes(tmp_path, 6, (40, 60), uri=str(tmp_path))
+    assert sorted(refs) == [0, 3] and len(warnings) == 1 and not errors
+    assert all(isinstance(r, episode.KeyframeRef) for r in refs.values())
+    for i in (0, 3):
+        assert np.array_equal(refs[i].load(), arrays[i]) and refs[i].size_hw == (40, 60)
+    la = [np.full((40, 60), 255, np.uint8)] * 6
+    scan = episode.Scan(b"".join(episode.frame_digest(f) for f in la), {}, None)
+    shots = [(0, 3), (3, 6)]
+    by_ref, _ = job.plan_jobs(scan, refs, shots, job.RunSettings(), "fp")
+    by_arr, _ = job.plan_jobs(scan, arrays, shots, job.RunSettings(), "fp")
+    assert [j["fingerprint"] for j in by_ref] == [j["fingerprint"] for j in by_arr]
+    assert len(pickle.dumps(by_ref)) < 2000 < len(pickle.dumps(by_arr))  # 2 x 7.2 KB of pixels
+    cv2.imwrite(str(tmp_path / "000003.png"), np.zeros((80, 120, 3), np.uint8))
+    with pytest.raises(ValueError, match="000003.png.*changed"):
+        refs[3].load()
+
+
 def test_load_shots_validates():
     assert episode.load_shots("[[0, 3], [3, 5]]", 5, []) == [(0, 3), (3, 5)]
     assert episode.load_shots('{"shots": [[0, 5]], "fps": 24}', 5, []) == [(0, 5)]
