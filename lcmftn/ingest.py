@@ -34,9 +34,8 @@ from lcmftn.data.dataset_format import (
     STAGING_DIR,
     delete_dir,
     encode_png,
-    frame_table,
     parse_manifest,
-    write_shards,
+    write_film_shards,
 )
 from lcmftn.data.holds import HoldConfig, changed_fraction_inks, ink_map
 from lcmftn.data.lineart import LineArtConfig, extract_lineart
@@ -201,38 +200,82 @@ def fetch_and_hash(source: str, fs_in: pafs.FileSystem | None, workdir: Path) ->
 
 # PNG settings: Z_RLE + the "sub" filter is 2x faster than zlib's default strategy with
 # adaptive filters at +10% size on flat-colour cels (measured: 1.6 vs 3.6 ms per 256x456
-def process_frames(
-    frames: Iterator[np.ndarray], film: str, cfg: IngestConfig, fps: float | None = None
-) -> tuple[pa.Table, list[tuple[int, int]]]:
-    """Decoded working-size RGB frames -> (FRAME_SCHEMA table sorted by frame, shots).
+SPILL_ROWS = 64  # PNG pairs held before they go to the task's local spill file
+
+
+@dataclass
+class FilmFrames:
+    """A processed film: the per-frame columns the shards need, its PNG pairs spilled to a local
+    Arrow IPC file (:func:`spilled_rows` reads them back in order, a batch at a time)."""
+
+    spill: Path
+    shots: list[tuple[int, int]]
+    shot_of: np.ndarray
+    holds: np.ndarray
+    height: int
+    width: int
+
+    @property
+    def frames(self) -> int:
+        return len(self.shot_of)
+
+
+_SPILL_SCHEMA = pa.schema([("color_png", pa.binary()), ("lineart_png", pa.binary())])
+
+
+def spilled_rows(path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """(colour PNG, line-art PNG) pairs of a spill file in frame order, one batch in memory."""
+    with pa.OSFile(str(path), "rb") as src:
+        reader = pa.ipc.open_file(src)
+        for i in range(reader.num_record_batches):
+            b = reader.get_batch(i)
+            yield from zip(b.column(0).to_pylist(), b.column(1).to_pylist(), strict=True)
+
+
+def process_frames(frames: Iterator[np.ndarray], film: str, cfg: IngestConfig, fps: float | None,
+                   spill: Path) -> FilmFrames:
+    """Decoded working-size RGB frames -> shots, hold flags and PNG pairs (spilled to ``spill``).
 
     One streaming pass: each frame gets its line art, hold flag and PNGs, then flows on into
-    the shot detector (``detect_shots`` consumes an iterator), so only PNG bytes stay in memory.
+    the shot detector (``detect_shots`` consumes an iterator); the PNGs go to the spill file
+    every ``SPILL_ROWS`` frames, so the task's memory does not grow with the film (issue 8).
     Hold flags compare each frame's ink map with the previous frame's; the first frame of
     every shot is never a hold."""
     from lcmftn.data.shots import detect_shots
 
     color, line, holds = [], [], []
-    state = {"ink": None, "hw": (0, 0)}
+    state = {"ink": None, "hw": (0, 0), "n": 0}
 
-    def each_frame() -> Iterator[np.ndarray]:
-        for img in frames:
-            la = extract_lineart(img, cfg.lineart)
-            ink = ink_map(la, cfg.holds)
-            prev = state["ink"]
-            holds.append(prev is not None and changed_fraction_inks(prev, ink, cfg.holds.tolerance_px)
-                         <= cfg.holds.max_changed_fraction)  # fmt: skip
-            state["ink"], state["hw"] = ink, img.shape[:2]
-            color.append(encode_png(img, PNG_FAST_COLOR))
-            line.append(encode_png(la, PNG_FAST_LINEART))
-            yield img
+    with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, _SPILL_SCHEMA) as writer:
+        def flush() -> None:
+            if color:
+                writer.write_batch(pa.record_batch([pa.array(color, pa.binary()), pa.array(line, pa.binary())],
+                                                   schema=_SPILL_SCHEMA))
+                color.clear()
+                line.clear()
 
-    kwargs = {"detector": cfg.detector, "threshold": cfg.threshold, "fps": fps}
-    if cfg.min_shot_frames is not None:
-        kwargs["min_shot_frames"] = cfg.min_shot_frames
-    # NOTE: decoding errors (VideoReadError: truncated, corrupt, ...) propagate from inside.
-    shots = [(int(a), int(b)) for a, b in detect_shots(each_frame(), **kwargs).shots]
-    n, (h, w) = len(color), state["hw"]
+        def each_frame() -> Iterator[np.ndarray]:
+            for img in frames:
+                la = extract_lineart(img, cfg.lineart)
+                ink = ink_map(la, cfg.holds)
+                prev = state["ink"]
+                holds.append(prev is not None and changed_fraction_inks(prev, ink, cfg.holds.tolerance_px)
+                             <= cfg.holds.max_changed_fraction)  # fmt: skip
+                state["ink"], state["hw"] = ink, img.shape[:2]
+                color.append(encode_png(img, PNG_FAST_COLOR))
+                line.append(encode_png(la, PNG_FAST_LINEART))
+                state["n"] += 1
+                if len(color) >= SPILL_ROWS:
+                    flush()
+                yield img
+
+        kwargs = {"detector": cfg.detector, "threshold": cfg.threshold, "fps": fps}
+        if cfg.min_shot_frames is not None:
+            kwargs["min_shot_frames"] = cfg.min_shot_frames
+        # NOTE: decoding errors (VideoReadError: truncated, corrupt, ...) propagate from inside.
+        shots = [(int(a), int(b)) for a, b in detect_shots(each_frame(), **kwargs).shots]
+        flush()
+    n, (h, w) = state["n"], state["hw"]
     if shots[-1][1] != n:
         raise FilmError(f"{film}: shot detection saw {shots[-1][1]} frames, decoding gave {n}")
     shot_of = np.zeros(n, dtype=np.int32)
@@ -240,8 +283,7 @@ def process_frames(
     for k, (s, e) in enumerate(shots):
         shot_of[s:e] = k
         hold_arr[s] = False
-    table = frame_table(film, shot_of, color, line, hold_arr, h, w)
-    return table, shots
+    return FilmFrames(spill, shots, shot_of, hold_arr, int(h), int(w))
 
 
 def _delete_dir_quietly(fs: pafs.FileSystem, path: str) -> None:
@@ -276,9 +318,10 @@ def stage_film(item: dict, out_root: str, fs_out: pafs.FileSystem, fs_in: pafs.F
             t_dec = time.perf_counter()
             fps = probe_video(local).fps or None
             frames = iter_frames(local, size_px=cfg.size_px, crop=cfg.crop)
-            table, shots = process_frames(frames, film, cfg, fps)
+            ff = process_frames(frames, film, cfg, fps, Path(tmp) / "frames.arrow")
             t_proc = time.perf_counter() - t_dec
-            names = write_shards(table, fs_out, f"{stage}/{version}", cfg.rows_per_shard)
+            names = write_film_shards(spilled_rows(ff.spill), film, ff.shot_of, ff.holds, ff.height, ff.width,
+                                      fs_out, f"{stage}/{version}", cfg.rows_per_shard)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reason
             _delete_dir_quietly(fs_out, f"{out_root}/{STAGING_DIR}/{film}")
             reason = str(exc) if isinstance(exc, FilmError | ValueError | OSError) else repr(exc)
@@ -287,10 +330,9 @@ def stage_film(item: dict, out_root: str, fs_out: pafs.FileSystem, fs_in: pafs.F
             log.warning("film %s failed: %s%s", film, entry["reason"], "" if known else "\n" + traceback.format_exc())
             return entry
     entry.update(
-        status="ok", version=version, frames=table.num_rows, fps=fps,
-        shots=[{"shot": k, "start": s, "end": e} for k, (s, e) in enumerate(shots)],
-        holds=int(np.count_nonzero(table.column("hold").to_numpy(zero_copy_only=False))),
-        height=int(table.column("height")[0].as_py()), width=int(table.column("width")[0].as_py()),
+        status="ok", version=version, frames=ff.frames, fps=fps,
+        shots=[{"shot": k, "start": s, "end": e} for k, (s, e) in enumerate(ff.shots)],
+        holds=int(np.count_nonzero(ff.holds)), height=ff.height, width=ff.width,
         staged=[f"{STAGING_DIR}/{film}/{version}/{n}" for n in names],
         shards=[f"{FRAMES_DIR}/{film}/{version}/{n}" for n in names],
         seconds=round(time.perf_counter() - t0, 3), process_seconds=round(t_proc, 3),

@@ -18,7 +18,7 @@ cluster size. Here:
    detector's decisions over the film's stitched features
    (:func:`lcmftn.data.shots.cuts_from_features`), numbers shots, clears the hold flag of every
    shot's first frame, writes the shards exactly as ``stage_film`` does (same table, same
-   ``write_shards``) and drops the segment files. The driver commits, manifest last, as before.
+   ``write_film_shards``, one shard in memory) and drops the segment files. The driver commits, manifest last, as before.
 
 Overlap (why one frame of context is enough for EXACT cuts and holds): a detector is a per-frame
 feature plus a decision over the feature sequence. The features need at most the previous frame
@@ -56,8 +56,7 @@ from lcmftn.data.dataset_format import (
     STAGING_DIR,
     delete_dir,
     encode_png,
-    frame_table,
-    write_shard,
+    write_film_shards,
 )
 from lcmftn.data.holds import changed_fraction_inks, ink_map
 from lcmftn.data.lineart import extract_lineart
@@ -154,7 +153,7 @@ def segment_path(out_root: str, film: str, seg: int) -> str:
 
 def _write_segment_pngs(fs: pafs.FileSystem, path: str, color: list[bytes], line: list[bytes]) -> None:
     """A segment's PNG columns as an Arrow IPC file: scratch under ``_staging`` (never a
-    dataset shard; those are written by ``dataset_format.write_shards`` in the assemble step)."""
+    dataset shard; those are written by ``dataset_format.write_film_shards`` in the assemble step)."""
     table = pa.table({"color_png": pa.array(color, pa.binary()), "lineart_png": pa.array(line, pa.binary())})
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -213,43 +212,6 @@ def _film_rows(fs: pafs.FileSystem, out_root: str, film: str, results: list[dict
         del t
 
 
-def write_shards_streaming(rows: Iterator[tuple[bytes, bytes]], film: str, shot_of: np.ndarray,
-                           holds: np.ndarray, height: int, width: int, fs: pafs.FileSystem, folder: str,
-                           rows_per_shard: int) -> list[str]:
-    """:func:`write_shards` of the film's :func:`frame_table`, built one shard at a time from
-    ``rows`` (issue 8: the assemble task holds one segment plus one shard, not the film).
-    Same files, byte for byte, as ``write_shards(frame_table(...))`` (the one-unit path)."""
-    n = len(shot_of)
-    names: list[str] = []
-    color: list[bytes] = []
-    line: list[bytes] = []
-    seen = 0
-
-    def flush() -> None:
-        a = len(names) * rows_per_shard
-        b = a + len(color)
-        part = frame_table(film, shot_of[a:b], color, line, holds[a:b], height, width,
-                           frames=np.arange(a, b, dtype=np.int32))
-        names.append(write_shard(part, fs, folder, len(names)))
-        color.clear()
-        line.clear()
-
-    fs.create_dir(folder, recursive=True)
-    for c, la in rows:
-        seen += 1
-        if seen > n:
-            break
-        color.append(c)
-        line.append(la)
-        if len(color) == rows_per_shard:
-            flush()
-    if seen != n:
-        raise FilmError(f"{film}: {n} frames planned, the segment files hold {'more' if seen > n else seen}")
-    if color:
-        flush()
-    return names
-
-
 def assemble_film(unit: dict, results: list[dict], out_root: str, fs_out: pafs.FileSystem,
                   cfg_dict: dict) -> dict:  # fmt: skip
     """All segments of a film -> the manifest entry ``stage_film`` would return (the shards it
@@ -276,7 +238,7 @@ def assemble_film(unit: dict, results: list[dict], out_root: str, fs_out: pafs.F
             shot_of[s:e] = k
             hold_arr[s] = False
         height, width = results[-1]["height"], results[-1]["width"]
-        names = write_shards_streaming(_film_rows(fs_out, out_root, film, results), film, shot_of, hold_arr,
+        names = write_film_shards(_film_rows(fs_out, out_root, film, results), film, shot_of, hold_arr,
                                        height, width, fs_out, f"{stage}/{version}", cfg.rows_per_shard)
         delete_dir(fs_out, f"{stage}/{SEGMENTS_DIR}")
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded reason

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -213,6 +213,44 @@ def write_shard(rows: pa.Table, fs: pafs.FileSystem, folder: str, i: int) -> str
     # PNGs are already compressed: no Parquet compression on them (saves CPU, not bytes).
     pq.write_table(rows, f"{folder}/{name}", filesystem=fs, compression="none", row_group_size=64)
     return name
+
+
+def write_film_shards(rows: Iterator[tuple[bytes, bytes]], film: str, shot_of: np.ndarray,
+                           holds: np.ndarray, height: int, width: int, fs: pafs.FileSystem, folder: str,
+                           rows_per_shard: int) -> list[str]:
+    """:func:`write_shards` of the film's :func:`frame_table`, built one shard at a time from
+    ``rows`` (colour PNG, line-art PNG) in frame order (issue 8: the ingest tasks hold one shard
+    plus what feeds ``rows``, not the film). Same files, byte for byte, as
+    ``write_shards(frame_table(...))``. ``ValueError`` when ``rows`` holds another count."""
+    n = len(shot_of)
+    names: list[str] = []
+    color: list[bytes] = []
+    line: list[bytes] = []
+    seen = 0
+
+    def flush() -> None:
+        a = len(names) * rows_per_shard
+        b = a + len(color)
+        part = frame_table(film, shot_of[a:b], color, line, holds[a:b], height, width,
+                           frames=np.arange(a, b, dtype=np.int32))
+        names.append(write_shard(part, fs, folder, len(names)))
+        color.clear()
+        line.clear()
+
+    fs.create_dir(folder, recursive=True)
+    for c, la in rows:
+        seen += 1
+        if seen > n:
+            break
+        color.append(c)
+        line.append(la)
+        if len(color) == rows_per_shard:
+            flush()
+    if seen != n:
+        raise ValueError(f"film {film}: {n} frames planned, the staged PNGs hold {'more' if seen > n else seen}")
+    if color:
+        flush()
+    return names
 
 
 def read_shard(path: str, fs: pafs.FileSystem, verify: bool = True) -> pa.Table:
