@@ -9,14 +9,16 @@
 Pipeline (DESIGN §2 "colorize"). This module is the Ray glue only: the per-shot logic is
 :mod:`lcmftn.colorize`, the inputs :mod:`lcmftn.episode`, planning / fingerprints / the worker /
 the output folder :mod:`lcmftn.jobs`, evaluation scoring :mod:`lcmftn.evaluation`.
-1. The driver plans from metadata (PyAV probe / folder listing), the keyframes, the model
+1. The driver plans from metadata (PyAV probe / folder listing), the keyframes (checked and
+   digested one at a time, kept as references that the actors read), the model
    (``models:/``, ``runs:/``, s3:// or a checkpoint dir via :func:`resolve_model_uri`) and one
    streaming scan of the line art (:func:`scan_lineart`: a digest per frame, unreadable frames,
    the shot list by :func:`detect_shots` unless ``--shots``); it never holds the frames.
 2. Each shot becomes a job (its range, its keyframes, a fingerprint of everything that decides
    its pixels: model, settings, its frames' digests, its keys). Shots whose completion marker
    ``OUT/shots/<id>.json`` carries the same fingerprint are done already (resume).
-3. Pending shots are spread over ``ShotPredictor`` Ray actors (model loaded once per actor).
+3. Pending shots are spread over ``ShotPredictor`` Ray actors (model loaded once per actor;
+   :mod:`workflows.colorize_actors`).
    Each actor reads its shots' frames from the source (PyAV seek by frame range, a window of
    frames in memory), colours them in lockstep (:class:`LockstepScheduler`) and writes the
    frames (``OUT/frames/000123.png``, tmp + rename), confidence maps and review line art itself;
@@ -40,12 +42,9 @@ import argparse
 import json
 import logging
 import os
-import queue
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,9 +52,8 @@ import numpy as np
 
 from lcmftn import report as rpt
 from lcmftn.colorize import MODES
-from lcmftn.episode import (  # noqa: F401 - re-exported: the job's inputs
+from lcmftn.episode import (
     LINEART_DETECTOR,
-    Episode,
     LineartSource,
     Scan,
     episode_from_color,
@@ -63,215 +61,35 @@ from lcmftn.episode import (  # noqa: F401 - re-exported: the job's inputs
     memory_source,
     open_source,
     read_keyframes,
-    read_lineart,
     scan_lineart,
     stage,
 )
 from lcmftn.evaluation import parse_eval_modes, score_confidence, score_frames, summarize_scores
 from lcmftn.integrations import lease, storage
-from lcmftn.jobs import (  # noqa: F401 - re-exported: plan and output of the job
-    MARKER_VERSION,
-    ActorsLostError,
+from lcmftn.jobs import (
     LossBudget,
     Output,
     RunSettings,
-    colorize_jobs,
     encode_episode,
     finish_episode,
     load_model_files,
     plan_episode,
-    plan_jobs,
-    resubmit_on_loss,
-    shot_id,
-    split_jobs,
     training_size,
     write_shot,
 )
 from lcmftn.paper import PAPER_MODES
 from workflows import args as cli_args
+from workflows.colorize_actors import ACTOR_DELAY_ENV, iter_results, resolve_device  # noqa: F401 - test hook name
+from workflows.progress import frames_progress
 
 log = logging.getLogger("workflows.colorize")
 
 FAULT_ENV = "LCMFTN_COLORIZE_FAIL_AFTER_SHOTS"  # test hook: crash the driver after K shots written
 DELAY_ENV = "LCMFTN_COLORIZE_SHOT_DELAY_S"  # test hook: pause after each shot (a window to kill in)
-ACTOR_DELAY_ENV = "LCMFTN_COLORIZE_ACTOR_SHOT_DELAY_S"  # test hook: an actor pauses after each shot
 
 
 class InjectedFault(RuntimeError):
     """Raised by the ``LCMFTN_COLORIZE_FAIL_AFTER_SHOTS`` hook (simulates a crash)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The Ray actor and its scheduling
-# ---------------------------------------------------------------------------------------------
-class ShotPredictor:
-    """Ray actor: loads the checkpoint once, colours lists of shots in lockstep and streams
-    each finished shot back (``colorize`` is a generator method -> ObjectRefGenerator)."""
-
-    def __init__(self, model_files: dict[str, bytes], settings: dict) -> None:
-        import torch
-
-        from lcmftn.checkpoint import load_checkpoint
-
-        if settings.get("threads"):  # Ray actors: their CPU share; --local: torch's default
-            torch.set_num_threads(max(1, int(settings["threads"])))
-        self.settings = dict(settings)
-        with tempfile.TemporaryDirectory(prefix="lcmftn-model-") as tmp:
-            for name, data in model_files.items():
-                Path(tmp, name).write_bytes(data)
-            self.system, _ = load_checkpoint(tmp, map_location="cpu")
-
-    def node_id(self) -> str:
-        """The Ray node this actor runs on (a replacement for a lost actor avoids that node)."""
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-
-    def colorize(self, jobs: list[dict], src: LineartSource, out_uri: str, board=None,
-                 on_frames=None) -> Iterator[dict]:
-        """Read each shot's frames from ``src``, write them to ``out_uri``; yield small results.
-        Progress hook: frames written are counted into ``board`` (a Ray actor handle of
-        :class:`workflows.progress.ProgressBoard`) or passed to ``on_frames(n)`` (``--local``)."""
-        delay_s = float(os.environ.get(ACTOR_DELAY_ENV, "0") or 0)  # test hook (node-loss window)
-        counter = None
-        if board is not None:
-            import uuid
-
-            from workflows.progress import FrameCounter, board_part
-
-            counter = FrameCounter(board_part(board, uuid.uuid4().hex))
-            on_frames = counter.add
-        for res in colorize_jobs(self.system, jobs, self.settings, src, out_uri, on_frames):
-            if counter is not None:
-                counter.flush()  # the shot's frames are all counted when its record arrives
-            yield res
-            time.sleep(delay_s)
-
-
-def resolve_device(rs: RunSettings) -> str:
-    """``cpu`` or ``cuda``: where the model runs (``auto``: CUDA when this process, or with Ray
-    the cluster, has a GPU). Asking for CUDA where there is none is an error, not a fallback."""
-    if rs.local:
-        import torch
-
-        has_gpu = torch.cuda.is_available()
-    else:
-        import ray
-
-        from workflows.common import ensure_ray
-
-        ensure_ray()  # 1. attach to the cluster (or start a local one)
-        has_gpu = ray.cluster_resources().get("GPU", 0) >= max(rs.gpus_per_actor, 1e-6)
-    if rs.device == "cuda" and not has_gpu:
-        raise ValueError("--device cuda: " + ("no CUDA device in this process" if rs.local else "the Ray cluster has no GPU"))
-    return "cuda" if has_gpu and rs.device != "cpu" else "cpu"
-
-
-def _is_worker_loss(err: BaseException) -> bool:
-    """An actor or its node died (not an error raised by the shot code: that is a
-    ``RayTaskError`` and is reported as it is)."""
-    from ray import exceptions as rx
-
-    return isinstance(err, (rx.RayActorError, rx.NodeDiedError, rx.WorkerCrashedError,
-                            rx.LocalRayletDiedError, rx.ObjectLostError))
-
-
-def _avoid_nodes(lost_nodes: set[str], cpus: float) -> dict:
-    """Actor options: soft affinity to a live node with the CPUs that no actor was lost on
-    (none when nothing was lost, or no such node: the scheduler decides)."""
-    if not lost_nodes:
-        return {}
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    ok = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] not in lost_nodes
-          and n.get("Resources", {}).get("CPU", 0) >= cpus]
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ok[0], soft=True)} if ok else {}
-
-
-def _iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes], rs: RunSettings,
-                  src: LineartSource, out_uri: str, budget: LossBudget,
-                  progress=None) -> Iterator[dict]:
-    """Results of all jobs, as they finish: in-process (``--local``) or over Ray actors. The
-    workers read the frames from ``src`` and write them to ``out_uri`` themselves: only small
-    per-shot records come back. An actor lost with its node is replaced (``budget``).
-    ``progress``: :func:`frames_progress`'s bar (frames written)."""
-    if rs.local:
-        actor = ShotPredictor(model_files, settings)
-        yield from actor.colorize(jobs, src, out_uri, on_frames=getattr(progress, "add", None))
-        return
-    import ray
-
-    from workflows.common import ensure_ray
-
-    ensure_ray()  # 1. attach to the cluster (or start a local one); a no-op after resolve_device
-    cluster = ray.cluster_resources()
-    gpus = (rs.gpus_per_actor or 1.0) if settings["device"] == "cuda" else 0.0
-    cpus = rs.cpus_per_actor
-    n = rs.actors or (int(cluster.get("GPU", 0) // gpus) if gpus else int(max(1, cluster.get("CPU", 1) // max(cpus, 1e-3))))
-    groups = split_jobs(jobs, max(1, min(n, len(jobs))))
-    actor_settings = dict(settings, threads=max(1, int(cpus)), finalize_threads=2 if gpus else 0)
-    files_ref = ray.put(model_files)  # 2. the checkpoint travels once through the object store
-    # metadata (a --from-color evaluation's frames travel here too); no frame index: each job
-    # carries its shot's window of it (lcmftn.jobs.add_index_windows)
-    src_ref = ray.put(src.without_index())
-    Actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(ShotPredictor)
-    log.info("colouring %d shots on %d actor(s) (%.2g CPU, %.2g GPU each, batch %d)",
-             len(jobs), len(groups), cpus, gpus, settings["batch_size"])
-    results: queue.Queue = queue.Queue(maxsize=2 * len(groups))
-    stop = threading.Event()
-    actors: list = []  # every actor started (replacements too), killed at the end
-
-    lost_nodes: set[str] = set()
-
-    def stream(pending: list[dict]) -> Iterator[dict]:
-        """One (new) actor colours ``pending``; killed once done, freeing its CPU/GPU for a
-        replacement of a lost one. A replacement prefers a node no actor was lost on: until the
-        GCS marks a dead node dead (seconds), the scheduler may still place actors there."""
-        actor = Actor.options(**_avoid_nodes(lost_nodes, cpus)).remote(files_ref, actor_settings)
-        actors.append(actor)
-        node = None
-        try:
-            node = ray.get(actor.node_id.remote())
-            for ref in actor.colorize.remote(pending, src_ref, out_uri, getattr(progress, "board", None)):
-                yield dict(ray.get(ref), node_id=node)  # node_id: for the report, not the marker
-        except Exception as err:
-            if node and _is_worker_loss(err):
-                lost_nodes.add(node)
-            raise
-        finally:  # done, or lost: an "unavailable" actor may still run; it must not hold a CPU
-            ray.kill(actor)
-
-    def pump(group) -> None:  # 3. one thread drains each group's stream of finished shots
-        try:  # a lost actor (node loss): its unfinished shots go to a replacement actor
-            for res in resubmit_on_loss(group, stream, _is_worker_loss, budget):
-                if stop.is_set():
-                    return
-                results.put(res)
-        except BaseException as err:  # noqa: BLE001 - handed to the driver thread
-            results.put(err)
-        finally:
-            results.put(None)
-
-    threads = [threading.Thread(target=pump, args=(g,), daemon=True) for g in groups]
-    for t in threads:
-        t.start()
-    try:
-        open_streams = len(threads)
-        while open_streams:
-            item = results.get()
-            if item is None:
-                open_streams -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        stop.set()
-        for a in list(actors):
-            ray.kill(a)
-        while not results.empty():  # unblock pumps waiting on a full queue
-            results.get_nowait()
 
 
 def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
@@ -288,7 +106,7 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
     if run.pending:
         total = sum(int(j["end"]) - int(j["start"]) for j in run.pending)
         with frames_progress(rs, total) as bar:  # progress hook: frames written by the actors
-            for res in _iter_results(run.pending, run.settings, model_files, rs, src, out_uri,
+            for res in iter_results(run.pending, run.settings, model_files, rs, src, out_uri,
                                      budget, bar):
                 node = res.pop("node_id", None)
                 if node:
@@ -316,40 +134,6 @@ def _encode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done
 
     task = ray.remote(num_cpus=1)(encode_episode)
     return int(ray.get(task.remote(src, out_uri, shots, done)))
-
-
-class _LocalFramesBar:
-    """``--local``: the frames bar fed directly by the in-process writer (thread-safe)."""
-
-    def __init__(self, bar) -> None:
-        self.bar = bar
-        self._lock = threading.Lock()
-
-    def add(self, n: int = 1) -> None:
-        with self._lock:
-            self.bar.update(n)
-
-    def __enter__(self) -> _LocalFramesBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.close("failed" if exc[0] is not None else "")
-
-
-def frames_progress(rs: RunSettings, total: int):
-    """The "frames coloured" bar of one run (:mod:`lcmftn.progress`; off with ``-v``), counting
-    the frames the actors write (a context manager; ``total``: frames of the pending shots).
-    With Ray the actors post to a board the driver polls (:class:`workflows.progress.DriverBar`);
-    ``--local`` updates the bar in-process."""
-    from lcmftn.progress import Progress
-    from workflows.common import is_verbose
-
-    label = f"colorize ({rs.mode})"
-    if rs.local:
-        return _LocalFramesBar(Progress(label, total, "frames", enabled=not is_verbose()))
-    from workflows.progress import DriverBar
-
-    return DriverBar(label, total, "frames")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,9 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lcmftn.progress import Progress
+
+if TYPE_CHECKING:
+    from lcmftn.jobs import RunSettings
 
 PROGRESS_KEY = "progress_board"
 """Key of the board's actor handle in a training loop config (absent: no reporting)."""
@@ -170,3 +173,34 @@ def trials_bar(total: int):
             self.bar = Progress("tune", total, "trials", enabled=False)
 
     return TrialsBar()
+
+
+class _LocalFramesBar:
+    """``--local``: the frames bar fed directly by the in-process writer (thread-safe)."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.bar.update(n)
+
+    def __enter__(self) -> _LocalFramesBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close("failed" if exc[0] is not None else "")
+
+
+def frames_progress(rs: RunSettings, total: int):
+    """The "frames coloured" bar of one run (:mod:`lcmftn.progress`; off with ``-v``), counting
+    the frames the actors write (a context manager; ``total``: frames of the pending shots).
+    With Ray the actors post to a board the driver polls (:class:`workflows.progress.DriverBar`);
+    ``--local`` updates the bar in-process."""
+    from workflows.common import is_verbose
+
+    label = f"colorize ({rs.mode})"
+    if rs.local:
+        return _LocalFramesBar(Progress(label, total, "frames", enabled=not is_verbose()))
+    return DriverBar(label, total, "frames")

@@ -113,6 +113,38 @@ def run_colorize(film: dict, out: Path, extra: list[str]) -> int:
                      str(film["ckpt"]), "--out", str(out), "--size", "64", "--local", *extra])
 
 
+def run_in_memory(film: dict, out: Path, extra: list[str]) -> int:
+    """The same job on this machine with the whole line art decoded into memory first (an
+    in-memory source, keyframes as arrays, shots detected on the in-memory frames): the oracle
+    the streaming job's model-coloured frames are compared with. (Their bytes depend on the
+    CPU's float kernels, so a digest recorded on another machine cannot be compared.)"""
+    import tempfile
+
+    from lcmftn.episode import (
+        LINEART_DETECTOR,
+        memory_source,
+        read_keyframes,
+        read_lineart,
+        scan_lineart,
+    )
+    from lcmftn.jobs import load_model_files, training_size
+    from workflows import colorize as job
+
+    r = film["root"]
+    args = job.build_parser().parse_args(["--lineart", str(r / "lineart.mp4"), "--refs", str(r / "keys"), "--model",
+                                          str(film["ckpt"]), "--out", str(out), "--size", "64", "--local", *extra])
+    rs = job._settings(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_files = load_model_files(args.model, Path(tmp))
+    rs.size = rs.size or training_size(json.loads(model_files["meta.json"]))
+    src = memory_source(read_lineart(r / "lineart.mp4"))
+    keys, _, _ = read_keyframes(r / "keys", src.n_frames, src.size_hw)
+    scan = scan_lineart(src, True, LINEART_DETECTOR)
+    shots = [(int(a), int(b)) for a, b in scan.shots]
+    report = job.run_episode(src, scan, keys, shots, str(out), model_files, rs, {"lineart": "in memory"})
+    return 0 if report["totals"]["shots_done"] == report["totals"]["shots"] else 3
+
+
 if __name__ == "__main__":
     import torch
 

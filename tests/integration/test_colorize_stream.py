@@ -17,6 +17,7 @@ from tests.integration.stream_film import (
     make_film,
     output_digests,
     run_colorize,
+    run_in_memory,
     write_lineart_video,
 )
 
@@ -44,8 +45,16 @@ def test_streaming_output_is_byte_identical_to_the_in_memory_job(film, name, tmp
     got, want = output_digests(out), REFERENCE[name]
     # NOTE: the video's decoded frames are not compared: x264's threaded encode is not bit-exact
     # run to run (two runs of the old code differed); its frame count is.
-    for part in ("frames", "confidence", "lineart", "markers", "report_shots"):
+    for part in ("lineart", "markers", "report_shots"):
         assert got[part] == want[part], f"{name}: {part} differ from the recorded output"
+    # NOTE: the model's output bits depend on the CPU's float kernels (the recorded "frames" /
+    # "confidence" digests were taken on another CPU and differ on an AMD EPYC with the same
+    # torch): they are compared with the same job over an in-memory source on this machine.
+    oracle = tmp_path / "in-memory"
+    assert run_in_memory(film, oracle, RUNS[name]) == 0
+    mem = output_digests(oracle)
+    for part in ("frames", "confidence", "lineart"):
+        assert got[part] == mem[part], f"{name}: streaming {part} differ from the in-memory job's"
     assert sum(1 for _ in iter_frames(out / "episode.mp4")) == film["truth"]["frames"]
 
 
