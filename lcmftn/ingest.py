@@ -310,7 +310,8 @@ def stage_film(item: dict, out_root: str, fs_out: pafs.FileSystem, fs_in: pafs.F
             version = f"{sha[:12]}-{cfg.content_hash()[:8]}"
             prev = json.loads(item["prev"]) if item.get("prev") else None
             if prev and prev.get("status") == "ok" and prev.get("version") == version and all(
-                fs_out.get_file_info(f"{out_root}/{s}").type == pafs.FileType.File for s in prev["shards"]
+                storage.retry_transient(fs_out, fs_out.get_file_info, f"{out_root}/{s}").type == pafs.FileType.File
+                for s in prev["shards"]
             ):
                 return {**prev, "source": source, "skipped": True}
             stage = f"{out_root}/{STAGING_DIR}/{film}"

@@ -101,7 +101,8 @@ def _version(sha: str, cfg) -> str:
 def _committed(prev: dict | None, version: str, out_root: str, fs_out: pafs.FileSystem) -> bool:
     """The same test as ``stage_film``: ok, same version, every shard present."""
     return bool(prev and prev.get("status") == "ok" and prev.get("version") == version and all(
-        fs_out.get_file_info(f"{out_root}/{s}").type == pafs.FileType.File for s in prev["shards"]))
+        storage.retry_transient(fs_out, fs_out.get_file_info, f"{out_root}/{s}").type == pafs.FileType.File
+        for s in prev["shards"]))
 
 
 def plan_film(item: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict,
@@ -155,14 +156,20 @@ def _write_segment_pngs(fs: pafs.FileSystem, path: str, color: list[bytes], line
     """A segment's PNG columns as an Arrow IPC file: scratch under ``_staging`` (never a
     dataset shard; those are written by ``dataset_format.write_film_shards`` in the assemble step)."""
     table = pa.table({"color_png": pa.array(color, pa.binary()), "lineart_png": pa.array(line, pa.binary())})
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    def write() -> None:
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    storage.retry_transient(fs, write)
 
 
 def _read_segment_pngs(fs: pafs.FileSystem, path: str) -> pa.Table:
-    with fs.open_input_file(path) as src:
-        return pa.ipc.open_file(src).read_all()
+    def read() -> pa.Table:
+        with fs.open_input_file(path) as src:
+            return pa.ipc.open_file(src).read_all()
+
+    return storage.retry_transient(fs, read)
 
 
 def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict) -> dict:

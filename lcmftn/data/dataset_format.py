@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from lcmftn.integrations.storage import retry_transient
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1  # format version; part of ``IngestConfig.content_hash``
 FRAMES_DIR = "frames"
@@ -202,7 +204,7 @@ def frame_table(film: str, shot_of: Sequence[int] | np.ndarray, color_pngs: Sequ
 
 def write_shards(table: pa.Table, fs: pafs.FileSystem, folder: str, rows_per_shard: int) -> list[str]:
     """Write ``table`` as ``part-%05d.parquet`` files under ``folder``; returns their names."""
-    fs.create_dir(folder, recursive=True)
+    retry_transient(fs, fs.create_dir, folder, recursive=True)
     return [write_shard(table.slice(start, rows_per_shard), fs, folder, i)
             for i, start in enumerate(range(0, table.num_rows, rows_per_shard))]
 
@@ -211,7 +213,8 @@ def write_shard(rows: pa.Table, fs: pafs.FileSystem, folder: str, i: int) -> str
     """Shard ``i`` (``part-%05d.parquet``) of a dataset folder; returns its name."""
     name = f"part-{i:05d}.parquet"
     # PNGs are already compressed: no Parquet compression on them (saves CPU, not bytes).
-    pq.write_table(rows, f"{folder}/{name}", filesystem=fs, compression="none", row_group_size=64)
+    retry_transient(fs, pq.write_table, rows, f"{folder}/{name}", filesystem=fs, compression="none",
+                    row_group_size=64)  # one whole object: a retry rewrites it
     return name
 
 
@@ -237,7 +240,7 @@ def write_film_shards(rows: Iterator[tuple[bytes, bytes]], film: str, shot_of: n
         color.clear()
         line.clear()
 
-    fs.create_dir(folder, recursive=True)
+    retry_transient(fs, fs.create_dir, folder, recursive=True)
     for c, la in rows:
         seen += 1
         if seen > n:
@@ -369,8 +372,11 @@ def write_film(root: str | Path, film: str, table: pa.Table, rows_per_shard: int
 # Staging and commit (the driver moves a staged film into frames/, then writes the manifest)
 # ---------------------------------------------------------------------------------------------
 def delete_dir(fs: pafs.FileSystem, path: str) -> None:
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        fs.delete_dir(path)
+    def delete() -> None:
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            fs.delete_dir(path)
+
+    retry_transient(fs, delete)
 
 
 

@@ -23,8 +23,10 @@ import fnmatch
 import functools
 import hashlib
 import os
+import random
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -201,6 +203,40 @@ def filesystem_for(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
         bucket, key = split_s3(uri)
         return _s3_filesystem(_settings_key()), f"{bucket}/{key}".rstrip("/")
     return pafs.LocalFileSystem(), normalize(uri)
+
+
+# Connection-level failures worth another attempt (an endpoint restarting, a network blip), as
+# pyarrow's S3 reports them (curl) and as the OS does. Not: missing objects, access denied.
+_TRANSIENT_MARKS = ("could not connect", "couldn't connect", "curlcode", "connection refused",
+                    "connection reset", "connection was reset", "timed out", "timeout", "broken pipe",
+                    "unable to connect", "network is unreachable", "http status 503", "slowdown")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a connection-level storage failure (retrying may succeed), not for a missing
+    object, a missing bucket or a denied access."""
+    msg = str(exc).lower()
+    if isinstance(exc, FileNotFoundError | PermissionError) or "nosuchbucket" in msg or "access denied" in msg:
+        return False
+    return isinstance(exc, ConnectionError | TimeoutError) or any(m in msg for m in _TRANSIENT_MARKS)
+
+
+def retry_transient(fs: pafs.FileSystem, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, a whole pyarrow.fs operation on ``fs`` (a shard written, a folder
+    created or listed), retried on a transient failure with the standard backoff (random up to
+    2**n s, capped at 20 s), ``LCMFTN_S3_MAX_ATTEMPTS`` attempts in all. Why: pyarrow's own retry
+    strategy covers S3 requests but not every step around them (the bucket check behind
+    ``create_dir`` / ``get_file_info`` answered "could not connect" during a SeaweedFS restart
+    and failed the film). Local filesystems are called once. ``fn`` must be idempotent."""
+    attempts = s3_max_attempts() if isinstance(fs, pafs.S3FileSystem) else 1
+    for n in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            if n + 1 >= attempts or not is_transient(exc):
+                raise
+            time.sleep(min(20.0, random.uniform(0, 2 ** n)))
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------------------------
