@@ -24,6 +24,7 @@ model-resolution output allows; step 4 makes lines black even where the source h
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -53,7 +54,10 @@ def guided_upsample(
     big_h, big_w = lineart.shape
     h, w = color.shape[:2]
     scale = max(big_h / h, big_w / w, 1.0)
-    up = cv2.resize(color, (big_w, big_h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    # NOTE: uint8 throughout (every value before the ink is a resized uint8 pixel), and work only
+    # where it changes something (contaminated pixels, inked pixels): the same bytes as the float
+    # version, ~10x faster on 1080p frames (issue 8: it was 0.26 s of every coloured 1080p frame).
+    out = cv2.resize(color, (big_w, big_h), interpolation=cv2.INTER_LINEAR)
 
     lines = (lineart < cfg.line_threshold).astype(np.uint8)
     # auto: the bilinear smear of a model pixel reaches ~scale full-resolution pixels; at scale 1
@@ -61,23 +65,35 @@ def guided_upsample(
     # perfect colouring scored 20.45 dB through it (64 -> 80 px) vs 22.14 dB with 1 px.
     halo = cfg.halo_px or max(1, int(round(scale)))
     near_line = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * halo + 1,) * 2))
-    paper = (near_line == 0).astype(np.float32)
 
     # Nearest clean paper pixel for every pixel (labels index the zero pixels of `near_line` in
     # raster order): each contaminated pixel takes the colour of the closest clean pixel, which
     # lies on its own side of the line, so colours never mix across a line.
-    if paper.any():
+    flat_near = near_line.reshape(-1)
+    clean_pos = np.flatnonzero(flat_near == 0)  # label k -> raster position of clean pixel k
+    if len(clean_pos):
         _, labels = cv2.distanceTransformWithLabels(
             near_line, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
         )
-        clean = up[paper > 0]  # [P, 3] in raster order = label order
-        fill = clean[np.clip(labels - 1, 0, len(clean) - 1)]
-        out = np.where(paper[..., None] > 0, up, fill)
-    else:
-        out = up
-    if cfg.ink == "multiply":
-        out = out * (lineart.astype(np.float32)[..., None] / 255.0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        dirty = np.flatnonzero(flat_near)
+        src = clean_pos[np.clip(labels.reshape(-1)[dirty] - 1, 0, len(clean_pos) - 1)]
+        flat = out.reshape(-1, 3)
+        flat[dirty] = flat[src]
+    if cfg.ink == "multiply":  # colour * lineart / 255, only where the line art is not paper
+        inked = np.flatnonzero(lineart.reshape(-1) < 255)
+        flat = out.reshape(-1, 3)
+        flat[inked] = _ink_table()[flat[inked], lineart.reshape(-1)[inked, None]]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _ink_table() -> np.ndarray:
+    """``[colour, line art] -> round(colour * (line art / 255))`` in float32 (uint8 [256, 256])."""
+    c = np.arange(256, dtype=np.float32)[:, None]
+    la = np.arange(256, dtype=np.uint8)[None, :]
+    table = np.clip(np.rint(c * (la.astype(np.float32) / 255.0)), 0, 255).astype(np.uint8)
+    table.setflags(write=False)
+    return table
 
 
 def resize_color(color: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

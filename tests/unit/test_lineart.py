@@ -112,3 +112,26 @@ def test_normalize_keeps_black_on_white_unchanged():
 def test_normalize_rejects_bad_shapes():
     with pytest.raises(ValueError):
         normalize_lineart(np.zeros((8, 8, 2), np.uint8))
+
+
+def test_normalize_fast_path_equals_the_float_formula():
+    """normalize_lineart's uint8/LUT path (issue 8: 0.13 s -> ~6 ms per 1080p frame) gives the
+    bytes of the plain formula: 255 - round(max_c |img - paper| * 255 / far)."""
+    from lcmftn.data.lineart import normalize_lineart
+
+    def reference(img):
+        img = img[..., None] if img.ndim == 2 else img
+        step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / 65536)))
+        paper = np.median(img[::step, ::step].reshape(-1, img.shape[2]), axis=0).astype(np.int16)
+        dist = np.abs(img.astype(np.int16) - paper).max(axis=2)
+        far = int(np.maximum(paper, 255 - paper).max())
+        return 255 - np.clip(dist.astype(np.float32) * (255.0 / max(far, 1)) + 0.5, 0, 255).astype(np.uint8)
+
+    rng = np.random.default_rng(4)
+    for trial in range(100):
+        h, w = (int(v) for v in rng.integers(1, 80, 2))
+        img = np.broadcast_to(rng.integers(0, 256, 3).astype(np.uint8), (h, w, 3)).copy()
+        ink = rng.random((h, w)) < rng.random()
+        img[ink] = rng.integers(0, 256, (int(ink.sum()), 3))
+        img = img[..., 0].copy() if trial % 3 == 0 else img
+        assert np.array_equal(normalize_lineart(img), reference(img)), trial
