@@ -419,7 +419,7 @@ def encode_episode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]
 
 def finish_episode(run: EpisodeRun, src: LineartSource, shots: list[tuple[int, int]], rs: RunSettings,
                    job_info: dict, written: int, elapsed: float, n_video: int | None = None,
-                   nodes: dict[str, list[str]] | None = None) -> dict:
+                   nodes: dict[str, list[str]] | None = None, phases: dict[str, float] | None = None) -> dict:
     """``OUT/episode.mp4`` (unless already encoded: ``n_video``) + ``OUT/report.json`` /
     ``report.html``; returns the report. ``nodes``: cluster node id -> shots coloured there
     this run (``report["run"]["nodes"]``; empty in-process)."""
@@ -438,6 +438,7 @@ def finish_episode(run: EpisodeRun, src: LineartSource, shots: list[tuple[int, i
                                   "review": {"lineart": f"{rpt.LINEART_DIR}/"},
                                   "run": {"shots_coloured": written, "wall_s": round(elapsed, 3),
                                           "nodes": {k: sorted(v) for k, v in (nodes or {}).items()},
+                                          "phases_s": {k: round(v, 3) for k, v in (phases or {}).items()},
                                           "frames_per_s": round(sum(r["end"] - r["start"] for r in records
                                                                     if r["id"] in pending_ids) / max(elapsed, 1e-9), 3)}})
     out.write("report.json", rpt.to_json(report))

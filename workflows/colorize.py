@@ -94,8 +94,11 @@ class InjectedFault(RuntimeError):
 
 def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray], shots: list[tuple[int, int]],
                 out_uri: str, model_files: dict[str, bytes], rs: RunSettings, job_info: dict,
-                warnings: list[str] | None = None, errors: list[str] | None = None) -> dict:
-    """Colour the episode into ``out_uri`` (resuming finished shots); returns the report."""
+                warnings: list[str] | None = None, errors: list[str] | None = None,
+                phases: dict[str, float] | None = None) -> dict:
+    """Colour the episode into ``out_uri`` (resuming finished shots); returns the report.
+    ``phases``: seconds of the caller's steps (keyframes, scan), reported with the colour loop's
+    and the encode's as ``report["run"]["phases_s"]``."""
     device = resolve_device(rs)
     run = plan_episode(src, scan, keyframes, shots, out_uri, model_files, rs, device, warnings, errors)
     fail_after = int(os.environ.get(FAULT_ENV, "0") or 0)
@@ -121,8 +124,10 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
     elapsed = time.perf_counter() - t0
     run.warnings.extend(budget.events)  # the report names every lost worker and what was redone
     done = {r["id"] for r in run.records if r["status"] == "done"}
+    t_enc = time.perf_counter()
     n_video = _encode(src, out_uri, shots, done, rs)
-    return finish_episode(run, src, shots, rs, job_info, written, elapsed, n_video, nodes)
+    phases = dict(phases or {}, colour=elapsed, encode=time.perf_counter() - t_enc)
+    return finish_episode(run, src, shots, rs, job_info, written, elapsed, n_video, nodes, phases)
 
 
 def _encode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done: set[str], rs: RunSettings) -> int:
@@ -235,15 +240,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_lineart(args: argparse.Namespace, rs: RunSettings, model_files: dict[str, bytes], work: Path) -> dict:
     # The driver holds metadata, keyframes and 16 bytes per frame; never the frames (streaming).
+    t0 = time.perf_counter()
     src = open_source(args.lineart, stage(args.lineart, work, "lineart"), args.fps)
     # keyframes as references (location + digest): actors read their shot's own (issue 8)
     keys, warnings, errors = read_keyframes(stage(args.refs, work, "refs"), src.n_frames, src.size_hw,
                                             args.keyframe_size, uri=args.refs)
     given = load_shots(args.shots, src.n_frames, []) if args.shots else None
+    t1 = time.perf_counter()
     scan = scan_lineart(src, given is None, args.detector or LINEART_DETECTOR, args.threshold)
+    phases = {"inputs": t1 - t0, "scan": time.perf_counter() - t1}
     shots = given or load_shots(json.dumps(scan.shots), src.n_frames, [])  # (validated)
     job = {"lineart": args.lineart, "refs": args.refs, "model": args.model, "out": args.out}
-    report = run_episode(src, scan, keys, shots, args.out, model_files, rs, job, warnings, errors)
+    report = run_episode(src, scan, keys, shots, args.out, model_files, rs, job, warnings, errors, phases)
     return {"out": args.out, **report["totals"]}
 
 

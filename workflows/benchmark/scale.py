@@ -147,9 +147,11 @@ def bench_colorize(args: argparse.Namespace) -> dict:
                 print(log_path.read_text()[-3000:], file=sys.stderr)
                 raise SystemExit(f"colorize failed (rc {rc}) on the {n}-frame episode")
             rep = json.loads((out / "report.json").read_text())
-            scan_s, encode_s = serial_costs(ep, out)
+            phases = rep.get("run", {}).get("phases_s", {})  # the job's own timings (driver)
+            scan_s, encode_s = float(phases.get("scan", 0.0)), float(phases.get("encode", 0.0))
             row = {"frames": n, "rc": rc, "wall_s": round(wall, 1), "generate_s": round(gen_s, 1),
                    "colour_loop_s": rep.get("run", {}).get("wall_s"), "scan_s": round(scan_s, 1),
+                   "phases_s": phases,
                    "encode_s": round(encode_s, 1),
                    "frames_per_s": round(n / wall, 2), "copied": rep.get("totals", {}).get("copied"),
                    "video_frames": rep.get("video_frames"),
@@ -169,21 +171,6 @@ def bench_colorize(args: argparse.Namespace) -> dict:
     if args.project_minutes:
         result["projection"] = project(rows[-1], args)
     return result
-
-
-def serial_costs(ep: dict, out: Path) -> tuple[float, float]:
-    """Seconds of the two serial passes, measured again in this process on the same episode:
-    the driver's scan (:func:`lcmftn.episode.scan_lineart`, with shot detection) and the
-    streaming encode of ``OUT/episode.mp4`` (:func:`lcmftn.jobs.encode_episode`)."""
-    from lcmftn.episode import open_source, scan_lineart
-    from lcmftn.jobs import encode_episode, shot_id
-
-    src = open_source(str(ep["root"] / "lineart.mp4"), ep["root"] / "lineart.mp4")
-    t0 = time.perf_counter()
-    scan_lineart(src, detect=True)
-    t1 = time.perf_counter()
-    encode_episode(src, str(out), ep["shots"], {shot_id(a, b) for a, b in ep["shots"]})
-    return t1 - t0, time.perf_counter() - t1
 
 
 def project(row: dict, args: argparse.Namespace) -> dict:
