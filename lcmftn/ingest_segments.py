@@ -33,8 +33,10 @@ per-segment decision exact: they are replayed once, sequentially, over the stitc
 Only containers with presentation timestamps are split (``SPLITTABLE_SUFFIXES``; AVI is not:
 frames cannot be placed after a seek) and image folders; others run as one unit.
 
-NOTE: ``s3://`` films are not split yet (each segment would download the whole object; PyAV
-would need a ranged-read file object); they run as one unit like before.
+``s3://`` films are split too: the plan task streams the object once (checksum + a scratch copy
+for the keyframe probe), and each segment task decodes its range through a buffered ranged
+reader (:func:`lcmftn.integrations.storage.open_ranged`: 8 MiB GETs from the seek point), so no
+task downloads the film.
 """
 
 from __future__ import annotations
@@ -106,28 +108,33 @@ def _committed(prev: dict | None, version: str, out_root: str, fs_out: pafs.File
 
 
 def plan_film(item: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict,
-              segment_frames: int) -> list[dict]:  # fmt: skip
+              segment_frames: int, fs_in: pafs.FileSystem | None = None) -> list[dict]:  # fmt: skip
     """A film -> its work units: ``[{"kind": "whole", **item}]`` (``stage_film`` does all),
     ``[{"kind": "done", "entry": ...}]`` (skipped or failed here), or one ``"segment"`` unit per
-    segment. Never raises for a bad film (it becomes "whole": ``stage_film`` reports it)."""
+    segment. Never raises for a bad film (it becomes "whole": ``stage_film`` reports it).
+    An ``s3://`` film (``fs_in``: the S3 filesystem) is read once here (checksum + keyframe
+    probe of a scratch copy, deleted after); its segments read their byte ranges from S3."""
     whole = [{"kind": "whole", **item}]
     source = item["source"]
-    splittable = Path(source).is_dir() or Path(source).suffix.lower() in SPLITTABLE_SUFFIXES
-    if storage.is_s3(source) or segment_frames <= 0 or not splittable:
+    remote = storage.is_s3(source)
+    splittable = (not remote and Path(source).is_dir()) or Path(source).suffix.lower() in SPLITTABLE_SUFFIXES
+    if segment_frames <= 0 or not splittable or (remote and fs_in is None):
         return whole
     t0, c0 = time.time(), time.process_time()
     try:
-        info = probe_video(source)
-        if info.frames <= segment_frames:
-            return whole
         cfg = config_from_dict(cfg_dict)
         with tempfile.TemporaryDirectory(prefix="lcmftn-plan-") as tmp:
-            local, sha = fetch_and_hash(source, None, Path(tmp))
-        version = _version(sha, cfg)
-        prev = json.loads(item["prev"]) if item.get("prev") else None
-        if _committed(prev, version, out_root, fs_out):
-            return [{"kind": "done", "film": item["film"], "entry": {**prev, "source": source, "skipped": True}}]
-        index = probe_keyframes(local)
+            if not remote and probe_video(source).frames <= segment_frames:
+                return whole  # (before hashing: a short local film costs nothing here)
+            local, sha = fetch_and_hash(source, fs_in, Path(tmp))
+            info = probe_video(local)
+            if info.frames <= segment_frames:
+                return whole
+            version = _version(sha, cfg)
+            prev = json.loads(item["prev"]) if item.get("prev") else None
+            if _committed(prev, version, out_root, fs_out):
+                return [{"kind": "done", "film": item["film"], "entry": {**prev, "source": source, "skipped": True}}]
+            index = probe_keyframes(local)
         ranges = split_ranges(index, segment_frames)
     except Exception:  # noqa: BLE001 - stage_film decodes the film and records the reason
         return whole
@@ -172,7 +179,8 @@ def _read_segment_pngs(fs: pafs.FileSystem, path: str) -> pa.Table:
     return storage.retry_transient(fs, read)
 
 
-def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict) -> dict:
+def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: dict,
+                  fs_in: pafs.FileSystem | None = None) -> dict:
     """Process frames ``[start, stop)`` of a film (decoding from ``context_start``): PNGs to
     :func:`segment_path`; returns ``{"seg", "frames", "holds", "features", "height", "width",
     "cpu_s", "process_s"}`` or ``{"seg", "error"}`` (the reason names the film). Never raises
@@ -186,7 +194,8 @@ def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: 
     try:
         frames = iter_frame_range(unit["source"], ctx, stop, cfg.size_px, cfg.crop,
                                   index=FrameIndex(**{**unit["index"], "pts": tuple(unit["index"]["pts"]),
-                                                      "keyframes": tuple(unit["index"]["keyframes"])}))  # fmt: skip
+                                                      "keyframes": tuple(unit["index"]["keyframes"])}),
+                                 filesystem=fs_in)  # fmt: skip
         for i, img in enumerate(frames, start=ctx):
             la = extract_lineart(img, cfg.lineart)
             ink = ink_map(la, cfg.holds)

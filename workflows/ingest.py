@@ -102,16 +102,16 @@ def ingest_unit_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> 
     elif unit["kind"] == "done":
         result = unit["entry"]
     else:
-        result = {**stage_segment(unit, out_root, fs_out, cfg_dict), "unit": unit}
+        result = {**stage_segment(unit, out_root, fs_out, cfg_dict, fs_in), "unit": unit}
     return {"film": row["film"], "kind": unit["kind"], "result": pickle.dumps(result)}
 
 
 def _plan_units(ray, items: list[dict], root: str, fs_out, cfg_dict: dict, segment_frames: int,
-                max_retries: int) -> list[dict]:  # fmt: skip
+                max_retries: int, fs_in=None) -> list[dict]:  # fmt: skip
     """Every film's work units, planned in parallel (one Ray task per film: checksum + keyframe
-    probe of the films longer than ``segment_frames``)."""
+    probe of the films longer than ``segment_frames``; ``s3://`` films too, through ``fs_in``)."""
     plan = ray.remote(num_cpus=1, max_retries=max_retries)(plan_film)
-    plans = ray.get([plan.remote(it, root, fs_out, cfg_dict, segment_frames) for it in items])
+    plans = ray.get([plan.remote(it, root, fs_out, cfg_dict, segment_frames, fs_in) for it in items])
     return [{"film": u["film"], "unit": pickle.dumps(u)} for units in plans for u in units]
 
 
@@ -122,7 +122,7 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
                segment_frames: int = DEFAULT_SEGMENT_FRAMES, split: str | None = None,
                cast: list[str] | None = None) -> dict:  # fmt: skip
     """Ingest ``films`` (URIs/globs) into ``out``; returns the summary dict. A local film longer
-    than ``segment_frames`` is split into segments processed in parallel (0 = never split).
+    than ``segment_frames`` (local or ``s3://``) is split into segments processed in parallel (0 = never split).
     ``split`` / ``cast`` tag every film's manifest entry (``tag_film_entry``; None keeps earlier tags)."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
@@ -149,7 +149,7 @@ def run_ingest(films: list[str], out: str, cfg: IngestConfig, max_retries: int =
     if items:
         ensure_ray()
         # 2. plan: a unit per short film, a unit per segment of a long one (split at keyframes)
-        units = _plan_units(ray, items, root, fs_out, cfg_dict, segment_frames, max_retries)
+        units = _plan_units(ray, items, root, fs_out, cfg_dict, segment_frames, max_retries, fs_in)
         n_units = {}
         for u in units:
             n_units[u["film"]] = n_units.get(u["film"], 0) + 1

@@ -182,9 +182,11 @@ def _check_file(path: Path) -> None:
         raise VideoReadError(path, "empty file (0 bytes)")
 
 
-def _open_container(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def _open_container(path: Path | str, src=None) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """``path`` opened (``src``: an open binary file of it, e.g. :func:`_video_file`'s)."""
+    path = Path(path) if not isinstance(path, str) or "://" not in path else path
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(src if src is not None else str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise VideoReadError(path, f"not a video or corrupt header ({err})") from err
     if not container.streams.video:
@@ -198,13 +200,14 @@ def _check_container_matches_name(path: Path, container: av.container.InputConta
     """The content's container must be what the suffix says (``CONTAINER_FORMATS``), and never a
     still image (``*_pipe`` / ``image2`` demuxers), whatever the name."""
     names = set(container.format.name.split(","))
-    want = CONTAINER_FORMATS.get(path.suffix.lower())
+    suffix = Path(str(path)).suffix
+    want = CONTAINER_FORMATS.get(suffix.lower())
     still = any(n.endswith("_pipe") or n == "image2" for n in names)
     if still or (want is not None and want not in names):
         container.close()
         kind = "a still image" if still else "a video"
         raise VideoReadError(path, f"content is {kind} in {container.format.long_name or container.format.name} "
-                                   f"format, not the {path.suffix or 'video'} container its name says "
+                                   f"format, not the {suffix or 'video'} container its name says "
                                    f"(renamed file?)")
 
 
@@ -466,7 +469,8 @@ def probe_keyframes(path: str | os.PathLike) -> FrameIndex:
 
 
 def iter_frame_range(path: str | os.PathLike, start: int, stop: int, size_px: int | None = None,
-                     crop: str = "none", index: FrameIndex | None = None) -> Iterator[np.ndarray]:
+                     crop: str = "none", index: FrameIndex | None = None,
+                     filesystem=None) -> Iterator[np.ndarray]:
     """Frames ``start .. stop-1`` of :func:`iter_frames` (the same arrays), decoding from the
     last keyframe at or before ``start`` (``index``: :func:`probe_keyframes` or a
     :meth:`FrameIndex.window` covering the range; probed when None). Memory: one decoded frame
@@ -477,10 +481,15 @@ def iter_frame_range(path: str | os.PathLike, start: int, stop: int, size_px: in
     frame missing from the range (truncated or changed file, decode error) raises
     :class:`VideoReadError` naming the file and the frame. ``start == stop`` yields nothing; a
     range outside the film or an index that does not cover it is a ``ValueError`` naming the
-    file."""
+    file. ``path`` may be an ``s3://`` video (``index`` required): it is read by ranged GETs
+    (:func:`lcmftn.integrations.storage.open_ranged`, through ``filesystem`` when given), not
+    downloaded."""
     if crop not in CROP_POLICIES:
         raise ValueError(f"crop must be one of {CROP_POLICIES}, got {crop!r}")
-    path = Path(path)
+    remote = "://" in str(path)
+    path = str(path) if remote else Path(path)
+    if remote and index is None:
+        raise ValueError(f"{path}: a remote video needs its frame index (probe a local copy)")
     index = index or probe_keyframes(path)
     if not 0 <= start <= stop <= index.frames:
         raise ValueError(f"{path}: frame range [{start}, {stop}) outside [0, {index.frames})")
@@ -489,18 +498,32 @@ def iter_frame_range(path: str | os.PathLike, start: int, stop: int, size_px: in
                          f"{index.offset + len(index.pts)}), not [{start}, {stop}) (pass a window of the range)")
     if start == stop:
         return
-    if path.is_dir():
+    if not remote and path.is_dir():
         frames: Iterable[np.ndarray] = (to_rgb(read_image(f)) for f in list_image_files(path)[start:stop])
     else:
-        frames = _iter_video_range(path, start, stop, index)
+        frames = _iter_video_range(path, start, stop, index, filesystem)
     for img in frames:
         yield resize_image(np.ascontiguousarray(img), size_px, crop)
 
 
-def _iter_video_range(path: Path, start: int, stop: int, index: FrameIndex) -> Iterator[np.ndarray]:
+def _iter_video_range(path: Path | str, start: int, stop: int, index: FrameIndex,
+                      filesystem=None) -> Iterator[np.ndarray]:
+    src = None
+    if isinstance(path, str):  # a remote video: ranged reads, closed with the container
+        from lcmftn.integrations import storage
+
+        src = storage.open_ranged(path, filesystem)
+    try:
+        yield from _decode_range(path, start, stop, index, src)
+    finally:
+        if src is not None:
+            src.close()
+
+
+def _decode_range(path: Path | str, start: int, stop: int, index: FrameIndex, src) -> Iterator[np.ndarray]:
     key = index.keyframe_at_or_before(start)
     frame_of = {p: index.offset + j for j, p in enumerate(index.pts)}
-    container, stream = _open_container(path)
+    container, stream = _open_container(path, src)
     stream.thread_type = "AUTO"
     want = start
     try:

@@ -22,6 +22,7 @@ import contextlib
 import fnmatch
 import functools
 import hashlib
+import io
 import os
 import random
 import shutil
@@ -237,6 +238,50 @@ def retry_transient(fs: pafs.FileSystem, fn, *args, **kwargs):
                 raise
             time.sleep(min(20.0, random.uniform(0, 2 ** n)))
     raise AssertionError("unreachable")
+
+
+class _ArrowRaw(io.RawIOBase):
+    """A pyarrow random-access file as a raw Python stream (for ``io.BufferedReader``)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self._f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()
+
+
+def open_ranged(uri: str, filesystem: pafs.FileSystem | None = None, buffer_bytes: int = 8 << 20) -> io.BufferedReader:
+    """A seekable, buffered binary reader of an object (``s3://``: ranged GETs of
+    ``buffer_bytes``, no download; a local path works too). What a segment of a film on S3 is
+    decoded from (PyAV reads it like a file): a task reads the byte ranges of its frames, not the
+    object. ``filesystem``: the pyarrow filesystem to use (a Ray task gets the driver's)."""
+    fs, path = filesystem_for(uri)
+    if filesystem is not None and is_s3(uri):
+        fs = filesystem
+    try:
+        f = retry_transient(fs, fs.open_input_file, path)
+    except OSError as exc:
+        raise arrow_error(uri, exc) from exc
+    return io.BufferedReader(_ArrowRaw(f), buffer_size=buffer_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
