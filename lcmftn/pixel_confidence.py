@@ -5,7 +5,7 @@ on the demo model), so the map written to ``confidence/`` when a calibration exi
 logistic model of *P(pixel error > large_error)* over features that colorize has at run time and
 that are causally tied to error:
 
-- ``distance``: log(1 + frames from the keyframe the colour chain starts at) (drift; per frame),
+- ``drift``: log(1 + frames from the keyframe the colour chain starts at) (drift; per frame),
 - ``change_key``: the line-art change keyframe -> frame (blurred |S_key - S_n|): where the drawing
   is no longer the keyframe's, the colour there came through many model steps,
 - ``change_ref``: the line-art change reference -> frame (blurred |S_ref - S_n|),
@@ -20,7 +20,7 @@ that are causally tied to error:
   palette): in cel animation a colour the keyframe does not have is a wrong colour,
 - ``out_std``: local std of the output colour (blur / mixed colours),
 - ``line_dist``: log(1 + distance to the nearest line of S_n) (px),
-- ``attention``: 1 - CMFT attention confidence where the system has one (else 0).
+- ``attn``: 1 - CMFT attention confidence where the system has one (else 0).
 
 Every feature is a float32 ``[h, w]`` map at model resolution. :class:`PixelModel` stores the
 feature names, their training means/stds and the logistic weights (fitted in NumPy on a pixel
@@ -37,8 +37,8 @@ import numpy as np
 
 from lcmftn.models.baselines import _to_u8, dense_flow, warp_with_flow
 
-PIXEL_FEATURES = ("distance", "change_key", "change_ref", "warp_residual", "flow_fb", "flow_mag",
-                  "out_vs_warp", "out_vs_key", "palette", "out_std", "line_dist", "attention")
+PIXEL_FEATURES = ("drift", "change_key", "change_ref", "warp_residual", "flow_fb", "flow_mag",
+                  "out_vs_warp", "out_vs_key", "palette", "out_std", "line_dist", "attn")
 """Names of the per-pixel features :func:`pixel_features` computes (module docstring)."""
 
 FLOW_BLUR_PX = 1.5  # blur of the line arts before the flow (as lcmftn-ours)
@@ -98,7 +98,7 @@ def pixel_features(s_ref: np.ndarray, c_ref: np.ndarray, s_n: np.ndarray, out: n
     else:
         line_dist = np.full((h, w), float(max(h, w)), f32)
     feats = {
-        "distance": np.full((h, w), np.log1p(max(0, int(distance))), f32),
+        "drift": np.full((h, w), np.log1p(max(0, int(distance))), f32),
         "change_key": _blur(np.abs(s_key - s_n), 2.0),
         "change_ref": _blur(np.abs(s_ref - s_n), 2.0),
         "warp_residual": _blur(np.abs(s_n - w_s), 2.0),
@@ -109,7 +109,7 @@ def pixel_features(s_ref: np.ndarray, c_ref: np.ndarray, s_n: np.ndarray, out: n
         "palette": _blur(palette_distance(out, c_key), 1.0),
         "out_std": np.sqrt(np.maximum(var, 0.0)),
         "line_dist": np.log1p(line_dist),
-        "attention": (np.zeros((h, w), f32) if attention is None
+        "attn": (np.zeros((h, w), f32) if attention is None
                       else 1.0 - np.asarray(attention, f32)),
     }
     return {k: feats[k].astype(f32) for k in PIXEL_FEATURES}
