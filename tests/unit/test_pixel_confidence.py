@@ -107,9 +107,13 @@ def test_calibration_without_pixel_model_still_loads():
 def test_colorize_writes_the_calibrated_map():
     """With a calibration holding a pixel model the confidence maps are 1 - P(large error) over
     the frame's features; without one they stay the line-change proxy."""
-    import torch
 
-    from lcmftn.colorize import ColorizeConfig, colorize_shot, line_change_confidence, lineart_at_size
+    from lcmftn.colorize import (
+        ColorizeConfig,
+        colorize_shot,
+        line_change_confidence,
+        lineart_at_size,
+    )
     from lcmftn.models.baselines import CopyRef
 
     colors = {"bg": (0.2, 0.7, 0.3), "square": (0.9, 0.1, 0.1), "disc": (0.1, 0.2, 0.9)}
