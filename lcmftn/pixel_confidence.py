@@ -11,7 +11,6 @@ that are causally tied to error:
 - ``change_ref``: the line-art change reference -> frame (blurred |S_ref - S_n|),
 - ``warp_residual``: |S_n - S_ref warped by the optical flow S_n -> S_ref| (blurred): what the
   flow does not explain (new/occluded drawing),
-- ``flow_fb``: forward-backward inconsistency of the flow between the two line arts (occlusion),
 - ``flow_mag``: the flow's length (px; fast motion),
 - ``out_vs_warp``: |output - C_ref warped by that flow| (blurred, mean over RGB): the model
   departs from the motion-compensated reference,
@@ -37,7 +36,7 @@ import numpy as np
 
 from lcmftn.models.baselines import _to_u8, dense_flow, warp_with_flow
 
-PIXEL_FEATURES = ("drift", "change_key", "change_ref", "warp_residual", "flow_fb", "flow_mag",
+PIXEL_FEATURES = ("drift", "change_key", "change_ref", "warp_residual", "flow_mag",
                   "out_vs_warp", "out_vs_key", "palette", "out_std", "line_dist", "attn")
 """Names of the per-pixel features :func:`pixel_features` computes (module docstring)."""
 
@@ -56,8 +55,8 @@ def _palette(key_rgb: np.ndarray, min_share: float = 0.002) -> np.ndarray:
     counts = np.bincount(codes, minlength=PALETTE_LEVELS ** 3)
     used = np.flatnonzero(counts >= max(1, min_share * len(codes)))
     # the mean keyframe colour of each used bin (not the bin centre): exact for flat colours
-    sums = np.zeros((PALETTE_LEVELS ** 3, 3))
-    np.add.at(sums, codes, key_rgb.reshape(-1, 3))
+    flat = key_rgb.reshape(-1, 3).astype(np.float64)
+    sums = np.stack([np.bincount(codes, flat[:, ch], PALETTE_LEVELS ** 3) for ch in range(3)], 1)
     return (sums[used] / counts[used, None]).astype(np.float32)
 
 
@@ -65,11 +64,9 @@ def palette_distance(out_rgb: np.ndarray, key_rgb: np.ndarray) -> np.ndarray:
     """[h, w]: L2 distance (RGB in [0, 1]) of each output colour to the keyframe's palette."""
     pal = _palette(key_rgb)
     px = out_rgb.reshape(-1, 3).astype(np.float32)
-    best = np.full(len(px), np.inf, np.float32)
-    for i in range(0, len(pal), 64):  # chunks: [N, 64] distances at a time
-        d = ((px[:, None, :] - pal[None, i:i + 64, :]) ** 2).sum(-1)
-        best = np.minimum(best, d.min(1))
-    return np.sqrt(best).reshape(out_rgb.shape[:2])
+    # |p - c|^2 = |p|^2 + |c|^2 - 2 p.c: one [N, P] matrix product
+    d2 = (px * px).sum(1, keepdims=True) + (pal * pal).sum(1)[None] - 2.0 * (px @ pal.T)
+    return np.sqrt(np.maximum(d2.min(1), 0.0)).reshape(out_rgb.shape[:2])
 
 
 def pixel_features(s_ref: np.ndarray, c_ref: np.ndarray, s_n: np.ndarray, out: np.ndarray,
@@ -86,8 +83,6 @@ def pixel_features(s_ref: np.ndarray, c_ref: np.ndarray, s_n: np.ndarray, out: n
     c_ref, c_key, out = (np.asarray(a, f32) for a in (c_ref, c_key, out))
     a_n, a_r = _to_u8(s_n, FLOW_BLUR_PX), _to_u8(s_ref, FLOW_BLUR_PX)
     flow = dense_flow(a_n, a_r)  # s_n(p) ≈ s_ref(p + flow(p))
-    back = dense_flow(a_r, a_n)  # s_ref(q) ≈ s_n(q + back(q))
-    fb = np.linalg.norm(flow + warp_with_flow(np.ascontiguousarray(back), flow), axis=2)
     warped = warp_with_flow(np.ascontiguousarray(np.dstack([c_ref, s_ref])), flow)
     w_c, w_s = warped[..., :3], warped[..., 3]
     gray = out.mean(2)
@@ -102,7 +97,6 @@ def pixel_features(s_ref: np.ndarray, c_ref: np.ndarray, s_n: np.ndarray, out: n
         "change_key": _blur(np.abs(s_key - s_n), 2.0),
         "change_ref": _blur(np.abs(s_ref - s_n), 2.0),
         "warp_residual": _blur(np.abs(s_n - w_s), 2.0),
-        "flow_fb": _blur(np.minimum(fb, 10.0), 1.0),
         "flow_mag": np.linalg.norm(flow, axis=2),
         "out_vs_warp": _blur(np.abs(out - w_c).mean(2), 1.0),
         "out_vs_key": _blur(np.abs(out - c_key).mean(2), 1.0),
@@ -142,7 +136,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50
 
 @dataclass(frozen=True)
 class PixelModel:
-    """Logistic P(large error) over standardised :data:`PIXEL_FEATURES` (module docstring)."""
+    """Logistic P(large error) over standardised :data:`PIXEL_FEATURES` z (module docstring):
+    ``logit = bias + sum_i w_i z_i [+ sum_i v_i z_i z_int]``; with ``interaction`` (a feature
+    name, e.g. ``line_dist``) ``weights`` holds the F linear weights then the F weights of the
+    products with that feature (near a line and away from lines the features mean different things)."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -150,20 +147,31 @@ class PixelModel:
     weights: tuple[float, ...]
     bias: float
     large_error: float = 0.1
+    interaction: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in PIXEL_FEATURES]
         n = len(self.features)
-        if unknown or not n or not (len(self.mean) == len(self.std) == len(self.weights) == n):
+        nw = 2 * n if self.interaction else n
+        if self.interaction is not None and self.interaction not in self.features:
+            unknown.append(self.interaction)
+        if unknown or not n or not (len(self.mean) == len(self.std) == n) or len(self.weights) != nw:
             raise ValueError(f"bad pixel model: unknown features {unknown} or {n} features with "
                              f"{len(self.mean)}/{len(self.std)}/{len(self.weights)} mean/std/weights")
 
     def error_probability(self, feats: dict[str, np.ndarray]) -> np.ndarray:
         """P(error > large_error) per pixel, same shape as the feature maps."""
-        z = np.full(np.shape(feats[self.features[0]]), self.bias, np.float64)
-        for name, m, s, wt in zip(self.features, self.mean, self.std, self.weights, strict=True):
-            z += wt * (np.asarray(feats[name], np.float64) - m) / s
-        return _sigmoid(z).astype(np.float32)
+        z = [(np.asarray(feats[name], np.float64) - m) / s
+             for name, m, s in zip(self.features, self.mean, self.std, strict=True)]
+        n = len(z)
+        logit = np.full(z[0].shape, self.bias, np.float64)
+        for zi, wt in zip(z, self.weights[:n], strict=True):
+            logit += wt * zi
+        if self.interaction:
+            zint = z[self.features.index(self.interaction)]
+            for zi, wt in zip(z, self.weights[n:], strict=True):
+                logit += wt * zi * zint
+        return _sigmoid(logit).astype(np.float32)
 
     def confidence(self, feats: dict[str, np.ndarray]) -> np.ndarray:
         """``1 - P(large error)`` [h, w] float32 in [0, 1] (1 = sure)."""
@@ -171,22 +179,29 @@ class PixelModel:
 
     def to_dict(self) -> dict:
         return {"features": list(self.features), "mean": list(self.mean), "std": list(self.std),
-                "weights": list(self.weights), "bias": self.bias, "large_error": self.large_error}
+                "weights": list(self.weights), "bias": self.bias, "large_error": self.large_error,
+                "interaction": self.interaction}
 
     @staticmethod
     def from_dict(d: dict) -> PixelModel:
         return PixelModel(tuple(d["features"]), tuple(float(v) for v in d["mean"]),
                           tuple(float(v) for v in d["std"]), tuple(float(v) for v in d["weights"]),
-                          float(d["bias"]), float(d.get("large_error", 0.1)))
+                          float(d["bias"]), float(d.get("large_error", 0.1)), d.get("interaction"))
 
 
 def fit_pixel_model(feats: dict[str, np.ndarray], bad: np.ndarray, features: tuple[str, ...] | None = None,
-                    large_error: float = 0.1, l2: float = 1e-3) -> PixelModel:
-    """Fit :class:`PixelModel` on sampled pixels: ``feats[name]`` [N] and labels ``bad`` [N]."""
+                    large_error: float = 0.1, l2: float = 1e-3, interaction: str | None = None) -> PixelModel:
+    """Fit :class:`PixelModel` on sampled pixels: ``feats[name]`` [N] and labels ``bad`` [N]
+    (``interaction``: also the products of every standardised feature with that one)."""
     names = tuple(features or PIXEL_FEATURES)
+    if interaction is not None and interaction not in names:
+        raise ValueError(f"interaction feature {interaction!r} is not among {names}")
     x = np.stack([np.asarray(feats[n], np.float64).ravel() for n in names], 1)
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 1e-9, std, 1.0)
-    wts, bias = fit_logistic((x - mean) / std, np.asarray(bad, bool), l2=l2)
+    z = (x - mean) / std
+    if interaction is not None:
+        z = np.hstack([z, z * z[:, [names.index(interaction)]]])
+    wts, bias = fit_logistic(z, np.asarray(bad, bool), l2=l2)
     return PixelModel(names, tuple(float(v) for v in mean), tuple(float(v) for v in std),
-                      tuple(float(v) for v in wts), bias, float(large_error))
+                      tuple(float(v) for v in wts), bias, float(large_error), interaction)

@@ -49,7 +49,9 @@ def test_fitted_pixel_map_ranks_moved_region_above_static_one():
     train_colors = {"bg": (0.2, 0.7, 0.3), "square": (0.9, 0.1, 0.1), "disc": (0.1, 0.2, 0.9)}
     test_colors = {"bg": (0.8, 0.8, 0.3), "square": (0.3, 0.1, 0.6), "disc": (0.9, 0.5, 0.1)}
     feats, err = _case((36, 20), (40, 20), (46, 22), 9, train_colors)
-    model = fit_pixel_model({k: v.ravel() for k, v in feats.items()}, err.ravel() > 0.1)
+    model = fit_pixel_model({k: v.ravel() for k, v in feats.items()}, err.ravel() > 0.1, interaction="line_dist")
+    assert len(model.weights) == 2 * len(PIXEL_FEATURES)
+    assert PixelModel.from_dict(json.loads(json.dumps(model.to_dict()))) == model
     # another scene: other colours, other size, vertical motion
     feats_t, err_t = _case((44, 16), (44, 20), (42, 27), 7, test_colors)
     bad = err_t > 0.1

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write all figures to this file")
     p.add_argument("--pixel-features", default="",
                    help="comma-separated lcmftn.pixel_confidence features of the pixel map (default: all)")
+    p.add_argument("--pixel-interaction", default="line_dist",
+                   help="feature whose products with every feature the pixel map also uses ('' = none)")
     p.add_argument("--pixel-l2", type=float, default=1e-3, help="L2 penalty of the pixel map's logistic fit")
     p.add_argument("--dump", default=None, help="save the sampled pixel features/errors (npz) for analysis")
     return p
@@ -181,6 +183,11 @@ def figures(clip: dict, cal=None, large_error: float = 0.1) -> dict:
         keys = [k for k in px if k != "err" and len(px[k])]
         out["pixel_auroc"] = {k: round(auroc(px[k], bad), 4) for k in keys}
         out["pixel_auroc_error_0.25"] = {k: round(auroc(px[k], px["err"] > 0.25), 4) for k in keys}
+        # the same away from the drawing (>= 2 px from the nearest line of S_n), where the error is
+        # not the outline's rendering: does the map know more than "lines are hard"?
+        off = px["line_dist"] >= np.log1p(2.0)
+        out["pixel_auroc_off_lines"] = {k: round(auroc(px[k][off], bad[off]), 4) for k in keys}
+        out["off_lines_pixel_fraction"] = round(float(off.mean()), 4)
     if cal is not None and rows:
         raw = np.array([frame_feature(cal.feature, r["conf"], r["low"], r["change"], r["distance"]) for r in rows])
         flags = cal.flag(raw)
@@ -192,6 +199,7 @@ def figures(clip: dict, cal=None, large_error: float = 0.1) -> dict:
         }
         if cal.pixel is not None and len(px["err"]):
             out["calibrated"]["pixel_auroc"] = out["pixel_auroc"]["calibrated"]
+            out["calibrated"]["pixel_auroc_off_lines"] = out["pixel_auroc_off_lines"]["calibrated"]
     return out
 
 
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     names = tuple(args.pixel_features.split(",")) if args.pixel_features else PIXEL_FEATURES
     px = pixel_samples(train)
     pixel_model = fit_pixel_model({k: px[k] for k in names}, px["err"] > LARGE_ERROR, names,
-                                  large_error=LARGE_ERROR, l2=args.pixel_l2)
+                                  large_error=LARGE_ERROR, l2=args.pixel_l2,
+                                  interaction=args.pixel_interaction or None)
     apply_pixel_model(train, pixel_model)  # frame conf/low from the calibrated map, as colorize does
     fig_train = figures(train)
     # 2. the frame score, and its direction, that ranks the training frames best (|Spearman|)
@@ -256,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{part:5s} frames {r['frames']:4d}  Spearman(score, PSNR) "
                   + " ".join(f"{k} {v}" for k, v in r["spearman_vs_psnr"].items())
                   + "  pixel AUROC " + " ".join(f"{k} {v}" for k, v in r["pixel_auroc"].items())
+                  + f"  off lines {r.get('pixel_auroc_off_lines', {}).get('calibrated')}"
                   + (f"  calibrated ({best}) Spearman {r['calibrated']['spearman_expected_vs_psnr']}"
                      f" flagged {r['calibrated']['flagged_fraction']}" if "calibrated" in r else ""))
     print(f"chosen on training films: frame score {best} (sign {sign:+.0f}); pixel map: logistic over "
-          + ", ".join(f"{n} {w:+.2f}" for n, w in zip(pixel_model.features, pixel_model.weights, strict=True)))
+          + ", ".join(f"{n} {w:+.2f}" for n, w in zip(pixel_model.features, pixel_model.weights, strict=False))
+          + (f" (+ products with {pixel_model.interaction})" if pixel_model.interaction else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
