@@ -49,9 +49,7 @@ def test_fitted_pixel_map_ranks_moved_region_above_static_one():
     train_colors = {"bg": (0.2, 0.7, 0.3), "square": (0.9, 0.1, 0.1), "disc": (0.1, 0.2, 0.9)}
     test_colors = {"bg": (0.8, 0.8, 0.3), "square": (0.3, 0.1, 0.6), "disc": (0.9, 0.5, 0.1)}
     feats, err = _case((36, 20), (40, 20), (46, 22), 9, train_colors)
-    model = fit_pixel_model({k: v.ravel() for k, v in feats.items()}, err.ravel() > 0.1, interaction="line_dist")
-    assert len(model.weights) == 2 * len(PIXEL_FEATURES)
-    assert PixelModel.from_dict(json.loads(json.dumps(model.to_dict()))) == model
+    model = fit_pixel_model({k: v.ravel() for k, v in feats.items()}, err.ravel() > 0.1)
     # another scene: other colours, other size, vertical motion
     feats_t, err_t = _case((44, 16), (44, 20), (42, 27), 7, test_colors)
     bad = err_t > 0.1
@@ -72,6 +70,23 @@ def test_pixel_features_are_zero_where_nothing_changed():
     assert set(feats) == set(PIXEL_FEATURES)
     for name in ("drift", "change_key", "change_ref", "warp_residual", "out_vs_key", "palette", "attn"):
         assert float(np.abs(feats[name]).max()) < 1e-3, name
+
+
+def test_interaction_model_logit_and_round_trip():
+    rng = np.random.default_rng(1)
+    feats = {k: rng.normal(size=(8, 8)).astype(np.float32) for k in PIXEL_FEATURES}
+    bad = (feats["palette"] * feats["line_dist"] > 0.3).ravel()
+    model = fit_pixel_model({k: v.ravel() for k, v in feats.items()}, bad, interaction="line_dist", l2=1e-2)
+    assert len(model.weights) == 2 * len(PIXEL_FEATURES)
+    assert PixelModel.from_dict(json.loads(json.dumps(model.to_dict()))) == model
+    z = {k: (feats[k].astype(np.float64) - m) / s for k, m, s in zip(model.features, model.mean, model.std, strict=True)}
+    n = len(PIXEL_FEATURES)
+    logit = model.bias + sum(w * z[k] for k, w in zip(model.features, model.weights[:n], strict=True))
+    logit = logit + sum(w * z[k] * z["line_dist"] for k, w in zip(model.features, model.weights[n:], strict=True))
+    assert np.allclose(model.error_probability(feats), 1 / (1 + np.exp(-logit)), atol=1e-6)
+    assert auroc(model.error_probability(feats).ravel(), bad) > 0.9  # only the product separates them
+    with pytest.raises(ValueError, match="bad pixel model"):
+        PixelModel.from_dict({**model.to_dict(), "weights": model.weights[:n]})
 
 
 def test_fit_logistic_recovers_known_weights():
