@@ -7,6 +7,10 @@ fitted on synthetic training films, where the truth is known (``python -m workfl
 confidence``). Flag rule: a frame is flagged for review when its expected PSNR is at or below
 ``flag_psnr_db``, the ``flag_quantile`` (default 10 %) worst tail of the training frames, so a
 minority of frames is flagged and the flag means "this frame is expected to be among the worst".
+
+``Calibration.pixel`` (optional; files written before it load with ``None``) holds the calibrated
+per-pixel map, a :class:`lcmftn.pixel_confidence.PixelModel`: with it colorize writes
+``1 - P(pixel error > 0.1)`` to ``confidence/`` and the frame's ``conf``/``low`` come from that map.
 """
 
 from __future__ import annotations
