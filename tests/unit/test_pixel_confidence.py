@@ -153,3 +153,8 @@ def test_colorize_writes_the_calibrated_map():
     proxy = line_change_confidence(lineart_at_size(line[0], (64, 64)), lineart_at_size(line[1], (64, 64)), 2.0)
     assert np.array_equal(plain[1], np.rint(proxy[0].numpy() * 255).astype(np.uint8))
     assert not np.array_equal(plain[1], maps[1])
+    old_cal = fit_calibration("distance", np.arange(4.0), np.arange(4.0)[::-1], sign=-1.0)  # no "pixel"
+    _, old_stats, old_maps = colorize_shot(CopyRef(), line, {0: key},
+                                           ColorizeConfig(mode="chain", image_size_px=64, calibration_json=old_cal.to_json()))
+    assert all(np.array_equal(old_maps[t], plain[t]) for t in plain)  # the map stays the system's own
+    assert all("expected_psnr" in f for f in old_stats["per_frame"] if f["kind"] == "model")
