@@ -89,6 +89,20 @@ def test_interaction_model_logit_and_round_trip():
         PixelModel.from_dict({**model.to_dict(), "weights": model.weights[:n]})
 
 
+def test_palette_distance_finds_colours_the_keyframe_does_not_have():
+    from lcmftn.pixel_confidence import palette_distance
+
+    key = np.zeros((16, 16, 3), np.float32)
+    key[:, :8] = (0.9, 0.1, 0.1)
+    key[:, 8:] = (0.1, 0.2, 0.9)
+    out = key.copy()
+    out[:4, :4] = (0.1, 0.9, 0.1)  # a green the keyframe has nowhere
+    out[12:, 12:] = (0.15, 0.2, 0.85)  # close to the keyframe's blue
+    d = palette_distance(out, key)
+    assert d[:4, :4].min() > 0.9 and d[12:, 12:].max() < 0.1
+    assert float(np.abs(d[4:12]).max()) < 1e-3  # the keyframe's own colours
+
+
 def test_fit_logistic_recovers_known_weights():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20000, 2))
