@@ -7,6 +7,10 @@ fitted on synthetic training films, where the truth is known (``python -m workfl
 confidence``). Flag rule: a frame is flagged for review when its expected PSNR is at or below
 ``flag_psnr_db``, the ``flag_quantile`` (default 10 %) worst tail of the training frames, so a
 minority of frames is flagged and the flag means "this frame is expected to be among the worst".
+
+``Calibration.pixel`` (optional; files written before it load with ``None``) holds the calibrated
+per-pixel map, a :class:`lcmftn.pixel_confidence.PixelModel`: with it colorize writes
+``1 - P(pixel error > 0.1)`` to ``confidence/`` and the frame's ``conf``/``low`` come from that map.
 """
 
 from __future__ import annotations
@@ -82,6 +86,18 @@ class Calibration:
     flag_psnr_db: float
     flag_quantile: float
     fitted_on: str = ""
+    # lcmftn.pixel_confidence.PixelModel.to_dict(): the calibrated per-pixel map (None in files
+    # written before it existed: the map stays the system's own / the line-change proxy)
+    pixel: dict | None = None
+
+    @property
+    def pixel_model(self):
+        """The :class:`lcmftn.pixel_confidence.PixelModel`, or None."""
+        if self.pixel is None:
+            return None
+        from lcmftn.pixel_confidence import PixelModel
+
+        return PixelModel.from_dict(self.pixel)
 
     def expected_psnr(self, raw: np.ndarray | float) -> np.ndarray:
         """Expected PSNR (dB) of frames with raw score(s) ``raw``."""
@@ -106,11 +122,15 @@ class Calibration:
         if cal.feature not in FEATURES or len(cal.knots_x) != len(cal.knots_psnr_db) or not cal.knots_x:
             raise ValueError(f"{source}: bad calibration (feature {cal.feature!r}, "
                              f"{len(cal.knots_x)}/{len(cal.knots_psnr_db)} knots)")
+        try:
+            cal.pixel_model  # noqa: B018 - validates the pixel model
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"{source}: bad pixel model ({type(err).__name__}: {err})") from None
         return cal
 
 
 def fit_calibration(feature: str, raw: np.ndarray, psnr_db: np.ndarray, sign: float = 1.0,
-                    flag_quantile: float = 0.1, fitted_on: str = "") -> Calibration:
+                    flag_quantile: float = 0.1, fitted_on: str = "", pixel: dict | None = None) -> Calibration:
     """Fit :class:`Calibration` of ``psnr_db`` on ``sign * raw`` (isotonic) and set the flag
     threshold at the ``flag_quantile`` of the fitted expected PSNR of the training frames."""
     raw, psnr_db = np.asarray(raw, np.float64), np.asarray(psnr_db, np.float64)
@@ -119,4 +139,4 @@ def fit_calibration(feature: str, raw: np.ndarray, psnr_db: np.ndarray, sign: fl
                       0.0, float(flag_quantile), fitted_on)
     thr = float(np.quantile(cal.expected_psnr(raw), flag_quantile))
     return Calibration(feature, float(sign), cal.knots_x, cal.knots_psnr_db, thr, float(flag_quantile),
-                       fitted_on)
+                       fitted_on, pixel)

@@ -29,7 +29,10 @@ Design decisions
   colours fewer shots gives byte-identical frames.
 - Confidence: the system's ``forward_with_confidence`` map (CMFT attention) when it has one, else a
   line-change proxy: 1 - (blurred |S_ref - S_target|), i.e. low where the drawing changed between
-  reference and target. Keyframes have confidence 1; copies inherit their source's.
+  reference and target. Keyframes have confidence 1; copies inherit their source's. With a
+  calibration that holds a pixel model (``lcmftn.calibration.Calibration.pixel``) the map is
+  instead the calibrated ``1 - P(error > 0.1)`` over run-time features (flow, line-art change,
+  palette, drift: ``lcmftn.pixel_confidence``), and the frame's ``conf``/``low`` are its mean/tail.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import torch
 from lcmftn import limits
 from lcmftn.calibration import Calibration, frame_feature
 from lcmftn.paper import keep_paper
+from lcmftn.pixel_confidence import pixel_features
 from lcmftn.upsample import UpsampleConfig, guided_upsample, resize_color
 
 MODES = ("chain", "anchor", "auto")
@@ -203,9 +207,15 @@ class ShotColorizer:
         sink: FrameSink | None = None,
         name: str = "shot",
         conf_sink: Callable[[int, np.ndarray], None] | None = None,
+        feature_sink: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
+        self.calibration = Calibration.from_json(cfg.calibration_json) if cfg.calibration_json else None
+        self._pixel_model = self.calibration.pixel_model if self.calibration is not None else None
+        # feature_sink(frame, {name: [h, w] map}) receives every model frame's pixel features
+        # (lcmftn.pixel_confidence; the confidence benchmark fits the calibrated map on them)
+        self.feature_sink = feature_sink
         # A lazy frame sequence (``lazy = True``: e.g. lcmftn.episode.ShotFrames, which reads a
         # window of frames from the file) is indexed as needed, never copied into a list.
         self.lineart = lineart if getattr(lineart, "lazy", False) else list(lineart)
@@ -290,7 +300,20 @@ class ShotColorizer:
         """Record the model output (``color`` [3,h,w], ``conf`` [1,h,w] or None) of a handed-out step."""
         self._waiting.remove(st)
         color = color.float().clamp(0, 1)
-        if conf is None:
+        key = self._key_of[st.target] = self._key_of.get(st.ref, st.ref)
+        pixel_model = self._pixel_model
+        feats = None
+        if pixel_model is not None or self.feature_sink is not None:
+            feats = pixel_features(
+                self._lineart(st.ref)[0].numpy(), self._c[st.ref].permute(1, 2, 0).numpy(),
+                self._lineart(st.target)[0].numpy(), color.permute(1, 2, 0).numpy(),
+                self._lineart(key)[0].numpy(), self._c[key].permute(1, 2, 0).numpy(), abs(st.target - key),
+                None if conf is None else conf[0].float().clamp(0, 1).numpy())
+            if self.feature_sink is not None:
+                self.feature_sink(st.target, feats)
+        if pixel_model is not None:  # the calibrated map: 1 - P(large error) (lcmftn.pixel_confidence)
+            conf = torch.from_numpy(pixel_model.confidence(feats))[None]
+        elif conf is None:
             conf = line_change_confidence(self._lineart(st.ref), self._lineart(st.target), self.cfg.proxy_blur_px)
         conf_np = conf[0].float().clamp(0, 1).numpy()
         conf_u8 = np.rint(conf_np * 255).astype(np.uint8)
@@ -298,7 +321,6 @@ class ShotColorizer:
             self.conf_maps[st.target] = conf_u8
         else:
             self.conf_sink(st.target, conf_u8)
-        key = self._key_of[st.target] = self._key_of.get(st.ref, st.ref)
         change = 1.0 - float(line_change_confidence(self._lineart(key), self._lineart(st.target),
                                                     self.cfg.proxy_blur_px).mean())
         self._record(st, float(conf_np.mean()), float((conf_np < self.cfg.low_confidence).mean()), change,
@@ -384,7 +406,7 @@ class ShotColorizer:
         """Counts, time and confidence of the shot (JSON-serialisable)."""
         infos = [self.infos[i] for i in sorted(self.infos)]
         model = [f for f in infos if f.kind == "model"]
-        cal = Calibration.from_json(self.cfg.calibration_json) if self.cfg.calibration_json else None
+        cal = self.calibration
         expected = {}
         if cal is not None:  # calibrated rule: expected PSNR in the worst tail (lcmftn.calibration)
             for f in infos:
@@ -534,8 +556,10 @@ def colorize_shot(
     cfg: ColorizeConfig,
     holds: Sequence[bool] | np.ndarray | None = None,
     device: str = "cpu",
+    feature_sink: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> tuple[list[np.ndarray], dict, dict[int, np.ndarray]]:
-    """Colour one shot in one process: (full-res RGB frames, stats, {frame: confidence map uint8})."""
-    shot = ShotColorizer(lineart, keyframes, cfg, holds)
+    """Colour one shot in one process: (full-res RGB frames, stats, {frame: confidence map uint8});
+    ``feature_sink`` receives each model frame's pixel features (:class:`ShotColorizer`)."""
+    shot = ShotColorizer(lineart, keyframes, cfg, holds, feature_sink=feature_sink)
     LockstepScheduler(system, batch_size=1, device=device).run([shot])
     return [shot.frames[i] for i in range(len(shot.lineart))], shot.stats(), shot.conf_maps

@@ -234,6 +234,32 @@ def test_evaluation_mode_reports_drift(film, tmp_path):
 
 
 @pytest.mark.real_data
+def test_calibrated_confidence_maps_are_written(film, local_run, tmp_path):
+    """With a calibration holding a pixel model (lcmftn.pixel_confidence) ``confidence/`` holds
+    that model's map (here all weights 0, bias 0: P(large error) = 0.5 -> 128 everywhere) instead
+    of the system's own; the coloured frames are the same bytes (confidence never changes colour)."""
+    from lcmftn.calibration import fit_calibration
+    from lcmftn.pixel_confidence import PIXEL_FEATURES, PixelModel
+
+    n = len(PIXEL_FEATURES)
+    flat = PixelModel(PIXEL_FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0)
+    cal = fit_calibration("distance", np.arange(5.0), np.arange(5.0)[::-1], sign=-1.0, pixel=flat.to_dict())
+    (tmp_path / "cal.json").write_text(cal.to_json())
+    out = tmp_path / "out"
+    assert job.main(_args(film, out, "--local", "--shots", str(film["root"] / "shots.json"),
+                          "--calibration", str(tmp_path / "cal.json"))) == 0
+    maps = sorted((out / "confidence").glob("*.png"))
+    plain = sorted((local_run / "confidence").glob("*.png"))
+    assert [p.name for p in maps] == [p.name for p in plain] and maps
+    for p in maps:
+        assert set(np.unique(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))) == {128}, p.name
+    assert any(len(np.unique(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))) > 1 for p in plain)
+    assert _frames(out) == _frames(local_run)
+    rep = json.loads((out / "report.json").read_text())
+    confs = [f["conf"] for s in rep["shots"] for f in s["per_frame"] if f["kind"] == "model"]
+    assert confs and all(c == 0.5 for c in confs)
+
+
 def test_real_anime_clip(real_data, ray_local, tmp_path):
     """A 30-frame window of the real clip around its cut (frame 100), line art by XDoG, 160x120."""
     clip = real_data / "anime" / "onepiece_demo.mp4"

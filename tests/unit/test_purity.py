@@ -28,7 +28,7 @@ def test_library_imports_no_ray_mlflow_boto3() -> None:
     mods = ["lcmftn", "lcmftn.models.registry", "lcmftn.losses", "lcmftn.metrics", "lcmftn.checkpoint",
             "lcmftn.training", "lcmftn.colorize", "lcmftn.data.dataset",
             "lcmftn.data.dataset_format", "lcmftn.ingest", "lcmftn.episode", "lcmftn.jobs",
-            "lcmftn.train_plan"]
+            "lcmftn.train_plan", "lcmftn.calibration", "lcmftn.pixel_confidence"]
     loaded = _imported_top_level(mods)
     assert "torch" in loaded  # the check itself works
     bad = sorted(loaded & set(FORBIDDEN))
