@@ -59,7 +59,7 @@ class Progress:
         self.done = 0
         self.extra: dict[str, object] = {}
         self.t0 = time.monotonic()
-        self._last_draw = 0.0
+        self._last_draw = float("-inf")  # the first update draws (monotonic() may be small)
         self._next_milestone = 0
         self._closed = False
         self.lines_written = 0

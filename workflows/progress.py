@@ -53,7 +53,7 @@ class StepReporter:
     def __init__(self, board: Any | None, rank: int, min_interval_s: float = 1.0) -> None:
         self.board = board if rank == 0 else None
         self.min_interval_s = min_interval_s
-        self._last = 0.0
+        self._last = float("-inf")  # the first call posts (monotonic() may be small after a boot)
 
     def step(self, done: int, force: bool = False, **figures: Any) -> None:
         if self.board is None:
@@ -73,7 +73,7 @@ class FrameCounter:
         self.post = post
         self.min_interval_s = min_interval_s
         self.done = 0
-        self._last = 0.0
+        self._last = float("-inf")  # the first call posts (monotonic() may be small after a boot)
         self._lock = threading.Lock()
 
     def add(self, n: int = 1) -> None:
