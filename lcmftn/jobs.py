@@ -299,6 +299,17 @@ class Output:
         except storage.ObjectNotFoundError:
             return None
 
+    def sweep_temp(self) -> int:
+        """Delete the temp files (``.NAME.xxxxxxxx.tmp``) a killed writer left in a local OUT:
+        called when a run starts (the output lease makes it the only writer). Never output, never
+        read; returns how many. S3 writes are one PUT and leave none."""
+        if storage.is_s3(self.uri) or not Path(self.uri).is_dir():
+            return 0
+        stale = [p for p in Path(self.uri).rglob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)
+
     def write_video(self, name: str, frames: Iterator[np.ndarray], fps: float) -> int:
         from lcmftn.data.video import write_video
 
@@ -354,6 +365,8 @@ def plan_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray
     """Settings, fingerprints and jobs of a run on ``device``; shots whose marker in ``out_uri``
     carries the same fingerprint are recorded as resumed, the others are pending."""
     out = Output(out_uri)
+    if (swept := out.sweep_temp()):  # a killed run's half-written temp files (never output)
+        log.info("removed %d temp file(s) a stopped run left in %s", swept, out_uri)
     warnings, errors = list(warnings or []), list(errors or []) + list(scan.unreadable.values())
     meta = json.loads(model_files["meta.json"])
     from lcmftn.models.registry import multiple_of
