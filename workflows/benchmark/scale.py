@@ -92,29 +92,41 @@ def _role(proc, driver_pid: int) -> str | None:
     return None
 
 
-def run_sampled(cmd: list[str], env: dict, log_path: Path, interval_s: float = 0.1) -> tuple[int, dict, float]:
+def run_sampled(cmd: list[str], env: dict, log_path: Path, interval_s: float = 0.1,
+                rescan_s: float = 1.0) -> tuple[int, dict, float]:
     """Run ``cmd``; (rc, {role: [peak RSS MB of each process]}, wall s). Roles: driver, actor
-    (``ray::ShotPredictor``), encode (``ray::encode_episode``); other Ray processes ignored."""
+    (``ray::ShotPredictor``), encode (``ray::encode_episode``); other Ray processes ignored.
+    The process tree is listed (and each new process's role read) every ``rescan_s``; the RSS of
+    the role processes is read every ``interval_s`` (listing /proc and reading every command line
+    10 times a second took ~40 % of a core from the job being measured)."""
     import psutil
 
     t0 = time.perf_counter()
     log_file = open(log_path, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True)
     peaks: dict[int, tuple[str, float]] = {}
+    roles: dict[int, str | None] = {}  # pid -> role, kept once known (None: not (yet) measured)
+    watched: list = []
     root = psutil.Process(proc.pid)
+    last_scan = float("-inf")
     while proc.poll() is None:
-        try:
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            break
-        for p in procs:
+        if time.perf_counter() - last_scan >= rescan_s:
+            last_scan = time.perf_counter()
             try:
-                role = _role(p, proc.pid)
-                if role:
-                    rss = p.memory_info().rss / 2**20
-                    peaks[p.pid] = (role, max(rss, peaks.get(p.pid, (role, 0.0))[1]))
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for p in procs:  # a Ray worker starts as ray::IDLE: re-read until it has a role
+                if roles.get(p.pid) is None:
+                    roles[p.pid] = _role(p, proc.pid)
+            watched = [p for p in procs if roles.get(p.pid)]
+        for p in watched:
+            try:
+                rss = p.memory_info().rss / 2**20
             except psutil.Error:
                 continue
+            role = roles[p.pid]
+            peaks[p.pid] = (role, max(rss, peaks.get(p.pid, (role, 0.0))[1]))
         time.sleep(interval_s)
     proc.communicate()
     log_file.close()
