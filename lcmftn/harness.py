@@ -221,6 +221,42 @@ def score_protocol(model: Any, clips: list, device: torch.device, batch_size: in
     return evaluate_sequences(model, clips, device, batch_size=batch_size).metrics()
 
 
+@torch.no_grad()
+def gate_stats(model: Any, clips: list, device: torch.device, tau: float = 0.1) -> dict[str, float]:
+    """Mean gate of a gated model (one with ``parts`` returning "gate", e.g. ``lcmftn-ours``) on
+    the protocol's pairs (frame 0 -> frame k of every sequence); {} for other systems.
+
+    ``mean`` over all pixels, ``changed`` over the changed region (min(m_raw, m_warp)
+    > 0), ``warp_right`` / ``warp_wrong`` over the changed pixels where the warp
+    (``base``) is / is not within ``tau`` of the truth in every channel, ``open_frac`` the
+    fraction of pixels with gate > 0.5, ``warp_wrong_frac`` the changed pixels' share the
+    warp gets wrong."""
+    parts_fn = getattr(model, "parts", None)
+    if parts_fn is None:
+        return {}
+    sums = {k: 0.0 for k in ("all", "n_all", "changed", "n_changed", "right", "n_right", "wrong", "n_wrong", "open")}
+    for c in clips:
+        k = c.color.shape[0] - 1
+        s_p = c.lineart[:1].expand(k, -1, -1, -1).to(device)
+        c_p = c.color[:1].expand(k, -1, -1, -1).to(device)
+        p = parts_fn(s_p, c_p, c.lineart[1:].to(device))
+        if "gate" not in p:
+            return {}
+        gate, truth = p["gate"].float().cpu(), c.color[1:].float()
+        changed = p["change"].cpu() > 0
+        wrong = (p["base"].float().cpu() - truth).abs().amax(1, keepdim=True) >= tau
+        sums["all"] += float(gate.sum())
+        sums["n_all"] += gate.numel()
+        sums["open"] += float((gate > 0.5).sum())
+        for key, m in (("changed", changed), ("right", changed & ~wrong), ("wrong", changed & wrong)):
+            sums[key] += float(gate[m].sum())
+            sums[f"n_{key}"] += int(m.sum())
+    div = lambda a, b: sums[a] / sums[b] if sums[b] else float("nan")  # noqa: E731
+    return {"mean": div("all", "n_all"), "changed": div("changed", "n_changed"),
+            "warp_right": div("right", "n_right"), "warp_wrong": div("wrong", "n_wrong"),
+            "open_frac": div("open", "n_all"), "warp_wrong_frac": div("n_wrong", "n_changed")}
+
+
 def _tensor(imgs: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
 

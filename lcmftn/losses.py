@@ -68,6 +68,15 @@ class LossConfig:
     """Pix2Pix L1 weight."""
     baseline_loss: str = "original"
     """GAN baselines: "original" (their papers' losses) or "ours" (LCMFTN loss + adversarial)."""
+    gate_loss: str = "off"
+    """``lcmftn-ours`` only (issue 12, "never worse than a warp"): "off" | "penalty" (λ_gate ·
+    mean(gate · 1[|base − truth| < τ])) | "bce" (λ_gate · BCE(gate logit, 1[|base − truth| ≥ τ])
+    over the changed region); computed by the model's ``auxiliary_losses`` hook
+    (``lcmftn.models.ours.gate_loss_term``). "off" leaves the loss exactly as before."""
+    lambda_gate: float = 10.0
+    """Weight of the gate term (same scale as λ1 = 10); used only when ``gate_loss`` is not "off"."""
+    gate_tau: float = 0.1
+    """Colour distance (max over RGB, [0, 1] units) under which the warp counts as right."""
 
 
 # ----------------------------------------------------------------------------- VGG-19

@@ -107,6 +107,9 @@ def build_train_state(cfg: TrainConfig, device: torch.device | str = "cpu",
     discriminator = registry.build_discriminator(cfg.system, cfg.model_size)
     if discriminator is not None:
         discriminator = discriminator.to(device)
+    if cfg.loss.gate_loss != "off" and not getattr(generator, "uses_auxiliary_losses", lambda _: False)(cfg.loss):
+        raise ValueError(f"loss.gate_loss={cfg.loss.gate_loss!r} needs a system with a gate "
+                         f"(lcmftn-ours), not {cfg.system!r}; set loss.gate_loss=off")
     g_loss = losses.build_generator_loss(cfg.system, cfg.loss)
     if isinstance(g_loss, nn.Module):
         g_loss = g_loss.to(device)
@@ -176,8 +179,17 @@ def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> dict[str
     state.generator.train()
     out: dict[str, float] = {}
 
+    # Auxiliary terms from the model's intermediates (e.g. lcmftn-ours' gate, loss.gate_loss):
+    # only when the model asks for them under this loss config; otherwise the step is unchanged.
+    hook = getattr(state.bare_generator, "uses_auxiliary_losses", None)
+    use_aux = bool(hook is not None and hook(cfg.loss))
     with _autocast(cfg, device):
-        pred = state.generator(s_p, c_p, s_n)
+        if use_aux:
+            # through the (possibly DDP-) wrapped module, so every gradient is synchronised
+            model_parts = state.generator(s_p, c_p, s_n, return_parts=True)
+            pred = model_parts["out"]
+        else:
+            pred = state.generator(s_p, c_p, s_n)
     pred = pred.float()
 
     if state.discriminator is not None:
@@ -200,6 +212,11 @@ def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> dict[str
         with _autocast(cfg, device):
             ctx["fake_logits"] = state.discriminator(cond, pred).float()
     total, parts = state.g_loss(pred, c_n, **ctx)
+    if use_aux:
+        for name, (weight, value) in state.bare_generator.auxiliary_losses(model_parts, c_n, cfg.loss).items():
+            parts[name] = float(value.detach())
+            if weight != 0:
+                total = total + weight * value.float()
     if not torch.isfinite(total):
         raise FloatingPointError(f"non-finite generator loss at step {state.step}: {parts}")
     total.backward()

@@ -158,6 +158,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proto = harness.score_protocol(model, clips, device)
                 entry = {"protocol": proto, "pooled": tab.pooled_per_stride(proto), "train": facts,
                          "params": registry.count_parameters(model)}
+                gates = harness.gate_stats(model, clips, device)  # {} for models without a gate
+                if gates:
+                    entry["gate"] = gates
                 entry["whole"] = harness.score_whole_shots(model, whole, modes, size, registry.multiple_of(base),
                                                            str(device)) if modes and whole else {}
                 if seed == seeds[0]:
@@ -171,7 +174,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         real_models[system] = (model, registry.multiple_of(base))
                 per_seed[system].append(entry)
                 print(f"[evaluate] {system} seed {seed}: PSNR {proto['psnr']:.2f} SSIM {proto['ssim']:.4f} "
-                      f"(copy-ref {proto['copyref_psnr']:.2f}) train {facts['train_seconds']:.0f} s", flush=True)
+                      f"(copy-ref {proto['copyref_psnr']:.2f}) train {facts['train_seconds']:.0f} s" +
+                      (f" gate {gates['mean']:.4f} (warp right {gates['warp_right']:.4f}, "
+                       f"wrong {gates['warp_wrong']:.4f})" if gates else ""), flush=True)
     agg = tab.aggregate(per_seed)
     real = {clip: evaluate_real(clip, real_models, size, args) for clip in args.real}
     out = Path(args.out) / "report"
@@ -275,7 +280,7 @@ def log_to_mlflow(result: dict, out: Path, tracking_uri: str, experiment: str) -
     for system, agg in result["aggregate"].items():
         for key in ("protocol/psnr", "protocol/ssim", *[f"pooled/psnr/s{s}" for s in result["strides"]],
                     *[f"whole/{m}/psnr" for m in result["modes"]], *[f"whole/{m}/flicker" for m in result["modes"]],
-                    "timing/seconds_per_frame_b1"):
+                    "timing/seconds_per_frame_b1", "gate/mean", "gate/warp_right", "gate/warp_wrong"):
             if key in agg:
                 metrics[f"{system}/{key}"] = agg[key]["mean"]
                 metrics[f"{system}/{key}_std"] = agg[key]["std"]

@@ -29,6 +29,17 @@ class ColorizationSystem(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self(s_p, c_p, s_n), None
 
+    # Training hook (``lcmftn.training.train_step``): a system whose loss needs its intermediates
+    # returns True here for the loss config, accepts ``forward(..., return_parts=True)`` (a dict
+    # with the prediction under "out") and turns those parts into extra weighted loss terms.
+    def uses_auxiliary_losses(self, loss_cfg: object) -> bool:
+        return False
+
+    def auxiliary_losses(self, parts: dict[str, torch.Tensor], truth: torch.Tensor, loss_cfg: object
+                         ) -> dict[str, tuple[float, torch.Tensor]]:
+        """``{name: (weight, value)}``; weight 0 = logged only."""
+        return {}
+
 
 def check_inputs(s_p: torch.Tensor, c_p: torch.Tensor, s_n: torch.Tensor, multiple_of: int = 1) -> None:
     """Raise a ``ValueError`` naming the argument and the problem for bad shapes or dtypes."""

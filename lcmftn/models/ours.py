@@ -30,6 +30,7 @@ on a GPU the line arts make a round trip to the host.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ class LCMFTNOurs(ColorizationSystem):
 
     def parts(self, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> dict[str, Tensor]:
         """Every intermediate: ``warped_c``, ``warped_s``, ``flow``, ``base``, ``target``,
-        ``gate``, ``out``."""
+        ``gate_logit`` (z[:, 3:4]), ``change`` (min(m_raw, m_warp)), ``gate``, ``out``."""
         check_inputs(s_p, c_p, s_n, multiple_of=8)
         cfg = self.cfg
         w_c, w_s, flow = warp_reference(s_p, c_p, s_n, cfg.flow_method, cfg.flow_blur_sigma_px)
@@ -122,10 +123,60 @@ class LCMFTNOurs(ColorizationSystem):
         m_raw = change_map(s_n, s_p, cfg.change_radius_px, cfg.change_scale)
         m_warp = change_map(s_n, w_s, cfg.change_radius_px, cfg.change_scale)
         base = c_p + m_raw.to(c_p.dtype) * (w_c - c_p)
-        gate = torch.sigmoid(z[:, 3:4]) * torch.minimum(m_raw, m_warp)
+        change = torch.minimum(m_raw, m_warp)
+        gate = torch.sigmoid(z[:, 3:4]) * change
         out = base + gate.to(base.dtype) * (target.to(base.dtype) - base)
         return {"warped_c": w_c, "warped_s": w_s, "flow": flow, "base": base, "target": target,
-                "gate": gate, "out": out}
+                "gate_logit": z[:, 3:4], "change": change, "gate": gate, "out": out}
 
-    def forward(self, s_p: Tensor, c_p: Tensor, s_n: Tensor) -> Tensor:
-        return self.parts(s_p, c_p, s_n)["out"]
+    def forward(self, s_p: Tensor, c_p: Tensor, s_n: Tensor, return_parts: bool = False
+                ) -> Tensor | dict[str, Tensor]:
+        """``C_e``; with ``return_parts=True`` the dict of :meth:`parts` (training calls it this
+        way through a DDP wrapper, so the gradients of the auxiliary terms are synchronised)."""
+        parts = self.parts(s_p, c_p, s_n)
+        return parts if return_parts else parts["out"]
+
+    # ------------------------------------------------------------------ training hook (issue 12)
+    def uses_auxiliary_losses(self, loss_cfg: Any) -> bool:
+        """True when ``loss_cfg.gate_loss`` asks for a gate term (default "off": no hook runs)."""
+        return getattr(loss_cfg, "gate_loss", "off") != "off"
+
+    def auxiliary_losses(self, parts: dict[str, Tensor], truth: Tensor, loss_cfg: Any
+                         ) -> dict[str, tuple[float, Tensor]]:
+        """``{name: (weight, value)}`` added to the generator loss (``lcmftn.training.train_step``):
+        the gate term ``loss_cfg.gate_loss`` with weight ``lambda_gate`` (:func:`gate_loss_term`)
+        and, for logging only (weight 0), the mean gate."""
+        mode = loss_cfg.gate_loss
+        term = gate_loss_term(mode, parts["gate"], parts["gate_logit"], parts["change"], parts["base"],
+                              truth, loss_cfg.gate_tau)
+        return {f"gate_{mode}": (loss_cfg.lambda_gate, term),
+                "gate_mean": (0.0, parts["gate"].detach().float().mean())}
+
+
+GATE_LOSSES = ("off", "penalty", "bce")
+
+
+def warp_right(base: Tensor, truth: Tensor, tau: float) -> Tensor:
+    """[B,1,H,W] float, 1 where the base (warp) is within ``tau`` of the truth in every channel."""
+    return ((base.detach().float() - truth.float()).abs().amax(1, keepdim=True) < tau).float()
+
+
+def gate_loss_term(mode: str, gate: Tensor, gate_logit: Tensor, change: Tensor, base: Tensor,
+                   truth: Tensor, tau: float) -> Tensor:
+    """The issue-12 gate term (a scalar, fp32), "never worse than a warp":
+
+    * ``penalty``: mean(gate · 1[|base − truth| < τ]) — opening the gate where the warp was
+      already right (every channel within τ) costs; where the warp is wrong it costs nothing.
+    * ``bce``: BCE(gate_logit, 1[|base − truth| ≥ τ]) averaged over the changed region
+      (min(m_raw, m_warp) > 0; 0 when there is none) — the gate's sigmoid is trained as a
+      detector of the warp's own error, whatever T's colour.
+    """
+    right = warp_right(base, truth, tau)
+    if mode == "penalty":
+        return (gate.float() * right).mean()
+    if mode == "bce":
+        changed = change.detach() > 0
+        if not bool(changed.any()):
+            return gate_logit.float().sum() * 0.0
+        return F.binary_cross_entropy_with_logits(gate_logit.float()[changed], 1.0 - right[changed])
+    raise ValueError(f"loss.gate_loss must be one of {GATE_LOSSES}, got {mode!r}")
