@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -310,14 +311,15 @@ class Output:
             p.unlink(missing_ok=True)
         return len(stale)
 
-    def write_video(self, name: str, frames: Iterator[np.ndarray], fps: float) -> int:
+    def write_video(self, name: str, frames: Iterator[np.ndarray], fps: float, **options) -> int:
         from lcmftn.data.video import write_video
 
         if not storage.is_s3(self.uri):
-            return write_video(self.path(name), frames, fps)
+            return write_video(self.path(name), frames, fps, **options)
         with tempfile.TemporaryDirectory() as tmp:
-            n = write_video(Path(tmp) / name, frames, fps)
-            storage.upload(Path(tmp) / name, self.path(name))
+            local = Path(tmp) / Path(name).name
+            n = write_video(local, frames, fps, **options)
+            storage.upload(local, self.path(name))
         return n
 
 
@@ -423,11 +425,72 @@ def write_shot(run: EpisodeRun, res: dict) -> dict:
     return rec
 
 
+VIDEO_PART_FRAMES = 2400  # frames per part of a parted episode.mp4 encode (100 s at 24 fps)
+VIDEO_PART_FRAMES_ENV = "LCMFTN_VIDEO_PART_FRAMES"  # override (tests: small parts)
+VIDEO_PARTS_DIR = "_video_parts"
+
+
+def plan_video_parts(shots: list[tuple[int, int]], part_frames: int | None = None) -> list[list[tuple[int, int]]]:
+    """The episode's shots in contiguous groups of at least ``part_frames`` frames (default
+    ``VIDEO_PART_FRAMES``, or ``LCMFTN_VIDEO_PART_FRAMES``; the last group may be shorter): the
+    parts of ``episode.mp4`` encoded in parallel. A function of the shot list only, so the video
+    does not depend on the cluster's size."""
+    part_frames = part_frames or int(os.environ.get(VIDEO_PART_FRAMES_ENV) or VIDEO_PART_FRAMES)
+    parts: list[list[tuple[int, int]]] = [[]]
+    n = 0
+    for shot in shots:
+        if n >= part_frames:
+            parts.append([])
+            n = 0
+        parts[-1].append(shot)
+        n += shot[1] - shot[0]
+    return [p for p in parts if p]
+
+
 def encode_episode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done: set[str]) -> int:
-    """``OUT/episode.mp4`` from the frames on disk, in order (one frame in memory at a time;
-    the colorize job runs it as one Ray task). Returns the frame count."""
+    """``OUT/episode.mp4`` from the frames on disk, in order (one frame in memory at a time).
+    An episode of one part (:func:`plan_video_parts`) is encoded straight into it; a longer one
+    part by part (:func:`encode_video_part`, which the Ray job runs in parallel) and then
+    joined without re-encoding (:func:`concat_video_parts`). Returns the frame count."""
+    parts = plan_video_parts(shots)
     out = Output(out_uri)
-    return out.write_video("episode.mp4", episode_frames(src, out, shots, done), src.fps)
+    if len(parts) == 1:
+        return out.write_video("episode.mp4", episode_frames(src, out, shots, done), src.fps)
+    for k, part in enumerate(parts):
+        encode_video_part(src, out_uri, part, done, k)
+    return concat_video_parts(out_uri, len(parts), src.fps)
+
+
+def encode_video_part(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done: set[str],
+                      k: int) -> int:
+    """Part ``k`` of a parted ``episode.mp4`` (``OUT/_video_parts/part-K.mp4``): the frames of
+    ``shots``, H.264 without B-frames (so the parts' timestamps join without overlap)."""
+    out = Output(out_uri)
+    return out.write_video(f"{VIDEO_PARTS_DIR}/part-{k:05d}.mp4", episode_frames(src, out, shots, done),
+                           src.fps, bframes=0)
+
+
+def concat_video_parts(out_uri: str, n_parts: int, fps: float) -> int:
+    """``OUT/episode.mp4`` = the parts' packets in order, timestamps shifted, not re-encoded
+    (PyAV remux); then the parts are deleted. Returns the frame count."""
+    from lcmftn.data.video import concat_videos
+
+    out = Output(out_uri)
+    with tempfile.TemporaryDirectory(prefix="lcmftn-parts-") as tmp:
+        local = []
+        for k in range(n_parts):
+            rel = f"{VIDEO_PARTS_DIR}/part-{k:05d}.mp4"
+            if storage.is_s3(out.uri):
+                local.append(storage.download(out.path(rel), Path(tmp) / f"part-{k:05d}.mp4"))
+            else:
+                local.append(Path(out.path(rel)))
+        if storage.is_s3(out.uri):
+            n = concat_videos(local, Path(tmp) / "episode.mp4")
+            storage.upload(Path(tmp) / "episode.mp4", out.path("episode.mp4"))
+        else:
+            n = concat_videos(local, Path(out.path("episode.mp4")))
+    storage.delete_prefix(out.path(VIDEO_PARTS_DIR))
+    return n
 
 
 def finish_episode(run: EpisodeRun, src: LineartSource, shots: list[tuple[int, int]], rs: RunSettings,

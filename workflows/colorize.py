@@ -70,10 +70,13 @@ from lcmftn.jobs import (
     LossBudget,
     Output,
     RunSettings,
+    concat_video_parts,
     encode_episode,
+    encode_video_part,
     finish_episode,
     load_model_files,
     plan_episode,
+    plan_video_parts,
     training_size,
     write_shot,
 )
@@ -131,14 +134,22 @@ def run_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray]
 
 
 def _encode(src: LineartSource, out_uri: str, shots: list[tuple[int, int]], done: set[str], rs: RunSettings) -> int:
-    """``OUT/episode.mp4``: a streaming encode (frames read from OUT in order, one in memory) in
-    this process (``--local``) or as one Ray task, so the driver never holds frames."""
+    """``OUT/episode.mp4``: streaming encodes (frames read from OUT in order, one in memory) in
+    this process (``--local``) or as Ray tasks, so the driver never holds frames. A long episode
+    is encoded in parts of ~``VIDEO_PART_FRAMES`` frames, one Ray task each, in parallel over the
+    cluster, then joined by one task without re-encoding (the same file as ``--local``)."""
     if rs.local:
         return encode_episode(src, out_uri, shots, done)
     import ray
 
-    task = ray.remote(num_cpus=1)(encode_episode)
-    return int(ray.get(task.remote(src, out_uri, shots, done)))
+    parts = plan_video_parts(shots)
+    if len(parts) == 1:
+        task = ray.remote(num_cpus=1)(encode_episode)
+        return int(ray.get(task.remote(src, out_uri, shots, done)))
+    part = ray.remote(num_cpus=1)(encode_video_part)
+    ray.get([part.remote(src, out_uri, p, done, k) for k, p in enumerate(parts)])
+    concat = ray.remote(num_cpus=1)(concat_video_parts)
+    return int(ray.get(concat.remote(out_uri, len(parts), src.fps)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -330,8 +330,11 @@ def write_video(
     fps: float,
     crf: int = 18,
     preset: str = "veryfast",
+    bframes: int | None = None,
 ) -> int:
     """Write uint8 RGB ``[H,W,3]`` (or gray ``[H,W]``) frames as H.264 yuv420p; returns the count.
+    ``bframes``: x264's B-frame count (None = the preset's; 0 makes pts = dts, for
+    :func:`concat_videos`).
 
     The container follows the suffix (``WRITE_EXTENSIONS``: ``.mp4``, ``.m4v``, ``.mkv``, ``.mov``,
     ``.avi``); any other suffix (e.g. ``.webm``, whose muxer takes no H.264) raises a
@@ -358,7 +361,8 @@ def write_video(
                     stream.pix_fmt = "yuv420p"
                     # mbtree=0: x264's macroblock-tree lookahead makes the bytes depend on thread timing
                     # (same frames, different files); without it the same frames encode the same.
-                    stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
+                    params = "mbtree=0" + (f":bframes={int(bframes)}" if bframes is not None else "")
+                    stream.options = {"crf": str(crf), "preset": preset, "x264-params": params}
                     size = img.shape
                 elif img.shape != size:
                     raise ValueError(f"frame {count} has shape {img.shape}, expected {size}")
@@ -372,6 +376,44 @@ def write_video(
     finally:
         if tmp.exists():
             tmp.unlink()
+    return count
+
+
+
+def concat_videos(parts: Sequence[str | os.PathLike], path: str | os.PathLike) -> int:
+    """Join videos of the same encoding (:func:`write_video` with ``bframes=0``: same size, rate
+    and codec settings) into ``path`` without re-encoding: each part's packets in order, their
+    timestamps shifted by the frames before it. The file appears only when complete. Returns the
+    frame count."""
+    path = Path(path)
+    fmt = _container_format(path)
+    tmp = _temp_path(path)
+    count, offset = 0, 0
+    try:
+        with av.open(str(tmp), mode="w", format=fmt) as dst:
+            out_stream = None
+            for part in parts:
+                with av.open(str(part), mode="r") as src:
+                    stream = src.streams.video[0]
+                    if out_stream is None:
+                        out_stream = dst.add_stream_from_template(stream)
+                    n, last = 0, None
+                    for packet in src.demux(stream):
+                        if packet.dts is None:  # the demuxer's flush packet
+                            continue
+                        pts = packet.pts
+                        packet.pts = pts + offset
+                        packet.dts = packet.dts + offset
+                        packet.stream = out_stream
+                        dst.mux(packet)
+                        n += 1
+                        last = pts if last is None else max(last, pts)
+                    step = int(round(1 / (float(stream.average_rate or stream.guessed_rate) * float(stream.time_base))))
+                    offset += (last + step) if last is not None else 0
+                    count += n
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return count
 
 

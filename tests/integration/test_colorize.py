@@ -336,3 +336,26 @@ def test_auto_mode_colours_from_both_ends(film, tmp_path):
     assert shot["keyframes"] == [s0["start"], last] and shot["status"] == "done"
     assert refs[s0["start"] + 1] == s0["start"] and refs[last - 1] == last  # both directions
     assert shot["copied"] >= 1 and shot["colorized"] + shot["copied"] + shot["key"] == s0["end"] - s0["start"]
+
+
+def test_long_episode_video_is_encoded_in_parallel_parts(film, ray_local, tmp_path, monkeypatch):
+    """A long episode's episode.mp4 is encoded in parts (one Ray task each) and joined without
+    re-encoding: every frame present in order, the parts folder gone, the same file as --local."""
+    from lcmftn.jobs import VIDEO_PART_FRAMES_ENV, VIDEO_PARTS_DIR, plan_video_parts
+
+    monkeypatch.setenv(VIDEO_PART_FRAMES_ENV, "12")  # 3 shots of ~12 frames -> 3 parts
+    shots = [tuple(s) for s in json.loads((film["root"] / "shots.json").read_text())]
+    assert len(plan_video_parts(shots)) == 3
+    n = film["truth"]["frames"]
+    outs = {}
+    for mode in ("--local", "--actors"):
+        out = tmp_path / mode.strip("-")
+        extra = [mode] if mode == "--local" else [mode, "2"]
+        assert job.main(_args(film, out, *extra, "--shots", str(film["root"] / "shots.json"))) == 0
+        assert _video_frames(out / "episode.mp4") == n and not (out / VIDEO_PARTS_DIR).exists()
+        outs[mode] = (out / "episode.mp4").read_bytes()
+    assert outs["--local"] == outs["--actors"]
+    frames = read_frames(tmp_path / "local" / "episode.mp4")  # the video shows the coloured frames
+    pngs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((tmp_path / "local" / "frames").glob("*.png"))]
+    assert len(frames) == len(pngs) == n
+    assert max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(frames, pngs, strict=True)) < 6
