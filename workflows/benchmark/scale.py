@@ -188,17 +188,26 @@ def bench_colorize(args: argparse.Namespace) -> dict:
 def project(row: dict, args: argparse.Namespace) -> dict:
     """Projected wall time of a ``--project-minutes`` episode on N nodes of
     ``--project-actors-per-node`` actors from the measured per-frame costs: colouring (the colour
-    loop's wall x actors / frames, parallel over actors), plus the serial driver scan and encode
-    (per frame, not parallel). Ray start-up and model loading (seconds) are left out."""
+    loop's wall x actors / frames, parallel over actors), the driver's serial scan, and the
+    encode (parallel over the parts of ``lcmftn.jobs.VIDEO_PART_FRAMES`` frames, one per node at
+    a time; the measured encode ran its parts on this machine's cores, so its per-frame cost is
+    taken x the cores it had). Ray start-up and model loading (seconds) are left out."""
+    from lcmftn.jobs import VIDEO_PART_FRAMES
+
     n = row["frames"]
     actors = max(1, row["processes"].get("actor", 1))
     colour = (row["colour_loop_s"] or row["wall_s"]) * actors / n
-    serial = (row["scan_s"] + row["encode_s"]) / n
+    parts_measured = max(1, -(-n // VIDEO_PART_FRAMES))
+    encode = row["encode_s"] * min(parts_measured, os.cpu_count() or 1) / n  # one core's s per frame
     total = int(args.project_minutes * 60 * 24)
+    parts = max(1, -(-total // VIDEO_PART_FRAMES))
     out = {"frames": total, "measured_frames": n, "colour_s_per_frame_per_actor": round(colour, 4),
-           "scan_s_per_frame": round(row["scan_s"] / n, 4), "encode_s_per_frame": round(row["encode_s"] / n, 4)}
+           "scan_s_per_frame": round(row["scan_s"] / n, 4), "encode_s_per_frame_per_core": round(encode, 4),
+           "video_parts": parts}
     for nodes in args.project_nodes:
-        out[f"{nodes}_nodes_h"] = round(total * (colour / (nodes * args.project_actors_per_node) + serial) / 3600, 2)
+        workers = nodes * args.project_actors_per_node
+        enc = encode * total / min(parts, nodes)
+        out[f"{nodes}_nodes_h"] = round((total * colour / workers + row["scan_s"] / n * total + enc) / 3600, 2)
     print(f"projection for {args.project_minutes} min ({total} frames): {out}")
     return out
 
