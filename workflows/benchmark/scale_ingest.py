@@ -9,8 +9,9 @@ and every 250 frames), the whole job ``workflows.ingest.run_ingest`` (plan: chec
 probe; segments: decode, line art, holds, shot features, PNG; assemble: shot replay + shards;
 commit + manifest), frames / job wall second:
 
-* ``1cpu``: local Ray with ``num_cpus=1``, film split (``--segment-frames``).
-* ``2cpu``: local Ray with ``num_cpus=2``, film split the same way.
+* ``1cpu``: local Ray with ``num_cpus=1``, the whole job (driver, raylet, workers) pinned to one
+  core (CPU affinity), film split (``--segment-frames``).
+* ``2cpu``: local Ray with ``num_cpus=2`` on two cores, film split the same way.
 * ``2cpu_unsplit``: 2 CPUs, ``segment_frames=0`` (the old one-task-per-film path, for reference).
 * ``2nodes``: ``ray.cluster_utils.Cluster``, two raylets on this machine with 1 CPU each.
 * ``cpu_model`` (load-independent): the same plan / segment / assemble steps run in this
@@ -58,15 +59,34 @@ def _timed_runs(film: str, work: Path, tag: str, size_px: int, segment_frames: i
     return {"best_fps": best["fps"], "best_wall_s": best["wall_s"], "runs": runs}
 
 
+def _pinned(cpus: int):
+    """Restrict this process, and the Ray processes it starts (they inherit the affinity), to the
+    first ``cpus`` cores: Ray's ``num_cpus`` only limits task slots, while PyAV's decoder threads
+    and OpenCV's thread pool use every core, so a "1 CPU" Ray job really used ~1.4 cores."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def pin():
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, set(sorted(before)[:cpus]))
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, before)
+
+    return pin()
+
+
 def _local(film, work, tag, cpus, args, segment_frames) -> dict:
     import ray
 
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, configure_logging=False,
-             _temp_dir=str(work / f"ray-{tag}"))  # fmt: skip
-    try:
-        return _timed_runs(film, work, tag, args.size, segment_frames, args.repeats)
-    finally:
-        ray.shutdown()
+    with _pinned(cpus):
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, configure_logging=False,
+                 _temp_dir=str(work / f"ray-{tag}"))  # fmt: skip
+        try:
+            return {"cores": cpus, **_timed_runs(film, work, tag, args.size, segment_frames, args.repeats)}
+        finally:
+            ray.shutdown()
 
 
 def _two_nodes(film, work, args) -> dict:
