@@ -34,8 +34,11 @@ class ShotPredictor:
 
         from lcmftn.checkpoint import load_checkpoint
 
-        if settings.get("threads"):  # Ray actors: their CPU share; --local: torch's default
+        if settings.get("threads"):  # Ray actors: their CPU share; --local: the defaults
             torch.set_num_threads(max(1, int(settings["threads"])))
+            from workflows.common import limit_threads
+
+            limit_threads(int(settings["threads"]))  # OpenCV + video decoder too
         self.settings = dict(settings)
         with tempfile.TemporaryDirectory(prefix="lcmftn-model-") as tmp:
             for name, data in model_files.items():

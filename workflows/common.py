@@ -124,3 +124,22 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.ERROR if name == "mlflow" else logging.WARNING)
     # mlflow.pyfunc's "Add type hints to the `predict` method ..." UserWarning at registration
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+
+
+def limit_threads(n: int | None = None) -> int:
+    """Make this Ray task/actor use the CPUs it holds (``n``, default: its assigned CPUs, at
+    least 1) for OpenCV's pool and the video decoder (:func:`lcmftn.data.video.set_decode_threads`):
+    Ray's ``num_cpus`` only counts slots, and with their defaults each task sharing a node used
+    every core (measured on ingest with 2 tasks on 2 cores: +54 % CPU seconds). Returns ``n``."""
+    import cv2
+
+    from lcmftn.data.video import set_decode_threads
+
+    if n is None:
+        import ray
+
+        n = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1) or 1)
+    n = max(1, int(n))
+    cv2.setNumThreads(n)
+    set_decode_threads(n)
+    return n

@@ -76,6 +76,7 @@ from lcmftn.ingest import (  # noqa: F401 - re-exported for callers of the job m
 from lcmftn.ingest_segments import DEFAULT_SEGMENT_FRAMES, assemble_film, plan_film, stage_segment
 from lcmftn.integrations import lease, storage
 from workflows import args as cli_args
+from workflows.common import limit_threads
 
 log = logging.getLogger("workflows.ingest")
 
@@ -84,6 +85,7 @@ def ingest_film_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> 
     """Ray Data row mapper: ``{"film", "source", "prev"} -> {"film", "entry": manifest JSON}``."""
     import ray
 
+    limit_threads()  # this task's CPUs, not every core of the node
     entry = stage_film(row, out_root, fs_out, fs_in, cfg_dict)
     entry.setdefault("node_id", ray.get_runtime_context().get_node_id())  # multinode hook: where it ran
     return {"film": row["film"], "entry": json.dumps(entry)}
@@ -95,6 +97,7 @@ def ingest_unit_row(row: dict, out_root: str, fs_out, fs_in, cfg_dict: dict) -> 
     entry of ``stage_film``, "done" -> the planner's entry, "segment" -> ``stage_segment``."""
     import ray
 
+    limit_threads()  # this task's CPUs, not every core of the node
     unit = pickle.loads(row["unit"])
     if unit["kind"] == "whole":
         result = stage_film(unit, out_root, fs_out, fs_in, cfg_dict)
