@@ -152,6 +152,8 @@ def iter_results(jobs: list[dict], settings: dict, model_files: dict[str, bytes]
         """One (new) actor colours ``pending``; killed once done, freeing its CPU/GPU for a
         replacement of a lost one. A replacement prefers a node no actor was lost on: until the
         GCS marks a dead node dead (seconds), the scheduler may still place actors there."""
+        if stop.is_set():  # the driver gave up (an error, a crash hook): no replacement actors
+            raise RuntimeError("colorize stopped: no replacement actor started")
         actor = Actor.options(**_avoid_nodes(lost_nodes, cpus)).remote(files_ref, actor_settings)
         actors.append(actor)
         node = None
