@@ -252,16 +252,22 @@ def sweep(base: JobSpec, args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 
 def finish_trial_runs(experiment: str, parent: str, rows: list[dict[str, Any]], epochs: int,
-                      tracking_uri: str) -> None:
+                      tracking_uri: str, wait_s: float = 10.0) -> None:
     """Give the nested runs of the trials ASHA stopped their true status: Tune ends such a
     trial by interrupting its fit, which the trial itself can only see as a failure."""
     from lcmftn.integrations import tracking
 
+    deadline = time.monotonic() + wait_s
     for r in rows:
         run_id = tracking.find_run(experiment, f"trial_{r['trial']}", tracking_uri,
                                    parent_run_id=parent)
         if run_id is None:
             continue
+        # A stopped trial's own handler may still be writing its "FAILED" (it sees the stop as
+        # an interruption, from its actor, possibly after Tuner.fit returned): let it land first,
+        # so the status set here is the last word (the flaky FAILED in the tune test).
+        while time.monotonic() < deadline and tracking.run_status(run_id, tracking_uri) == "RUNNING":
+            time.sleep(0.25)
         stopped = isinstance(r.get("epoch"), int) and r["epoch"] < epochs and not r["error"]
         tracking.set_tags(run_id, {"tune.stopped_early": str(stopped)}, tracking_uri)
         if stopped:

@@ -117,6 +117,11 @@ def end_run(run_id: str, status: str = "FINISHED", tracking_uri: str | None = No
     _client(tracking_uri).set_terminated(run_id, status=status)
 
 
+def run_status(run_id: str, tracking_uri: str | None = None) -> str:
+    """``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED`` or ``SCHEDULED``."""
+    return _client(tracking_uri).get_run(run_id).info.status
+
+
 def git_commit(repo_dir: str | Path | None = None) -> str | None:
     """HEAD commit of the project checkout (``+dirty`` when modified), or None outside git."""
     cwd = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
