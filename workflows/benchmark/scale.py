@@ -11,7 +11,8 @@ model is a no-training reference system (``copy-ref`` by default: the reference 
 figures are the job's own costs: decode, holds, upsampling, PNG writes, the encode) saved as a
 checkpoint. ``python -m workflows.colorize`` runs in a subprocess (``--local``: one process;
 ``--ray``: a local Ray instance started by that driver, actors = ``ray::ShotPredictor``
-processes, the encode = ``ray::encode_episode``); psutil samples the RSS of every process of its
+processes, the encode = ``ray::encode_episode`` or its parts ``ray::encode_video_part`` and
+``ray::concat_video_parts``); psutil samples the RSS of every process of its
 tree every 0.1 s. Prints one row per length and the ratio largest/smallest peak per role
 (streaming target: <= 1.2). Figures only, no asserts (README colorize section, "Benchmarks").
 """
@@ -87,7 +88,7 @@ def _role(proc, driver_pid: int) -> str | None:
         return None
     if "ShotPredictor" in cmd:
         return "actor"
-    if "encode_episode" in cmd:
+    if any(t in cmd for t in ("encode_episode", "encode_video_part", "concat_video_parts")):
         return "encode"
     return None
 
