@@ -194,8 +194,7 @@ def set_decode_threads(n: int) -> None:
 
 
 def _open_container(path: Path | str, src=None) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """``path`` opened (``src``: an open binary file of it, e.g. :func:`_video_file`'s)."""
-    path = Path(path) if not isinstance(path, str) or "://" not in path else path
+    """``path`` opened (``src``: an open binary file of it, e.g. a ranged S3 reader)."""
     try:
         container = av.open(src if src is not None else str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
