@@ -205,7 +205,7 @@ def test_assemble_writes_shards_while_reading_segments(tmp_path):
     """Issue 8: the assemble step holds one segment and one shard, not the film: shard k is on
     disk before the rows after it are pulled from the segment files; a count mismatch fails."""
     from lcmftn.data.dataset_format import frame_table, write_shards
-    from lcmftn.data.dataset_format import write_film_shards as write_shards_streaming
+    from lcmftn.data.dataset_format import write_film_shards
 
     fs, n, rps = pafs.LocalFileSystem(), 23, 5
     color = [bytes([i]) * 7 for i in range(n)]
@@ -218,10 +218,10 @@ def test_assemble_writes_shards_while_reading_segments(tmp_path):
             shards_seen.append(len(list((tmp_path / "s").glob("*.parquet"))) if (tmp_path / "s").exists() else 0)
             yield color[i], line[i]
 
-    names = write_shards_streaming(rows(), "f", shot_of, holds, 8, 8, fs, str(tmp_path / "s"), rps)
+    names = write_film_shards(rows(), "f", shot_of, holds, 8, 8, fs, str(tmp_path / "s"), rps)
     assert shards_seen == [i // rps for i in range(n)] and len(names) == 5
     ref = write_shards(frame_table("f", shot_of, color, line, holds, 8, 8), fs, str(tmp_path / "r"), rps)
     assert ref == names and all((tmp_path / "s" / m).read_bytes() == (tmp_path / "r" / m).read_bytes() for m in ref)
     with pytest.raises(ValueError, match="22"):
-        write_shards_streaming(iter(list(zip(color, line, strict=True))[:22]), "f", shot_of, holds, 8, 8, fs,
+        write_film_shards(iter(list(zip(color, line, strict=True))[:22]), "f", shot_of, holds, 8, 8, fs,
                                str(tmp_path / "t"), rps)
