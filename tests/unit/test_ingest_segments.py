@@ -204,8 +204,7 @@ def test_a_bad_segment_fails_the_film_and_clears_staging(film, tmp_path):
 def test_assemble_writes_shards_while_reading_segments(tmp_path):
     """Issue 8: the assemble step holds one segment and one shard, not the film: shard k is on
     disk before the rows after it are pulled from the segment files; a count mismatch fails."""
-    from lcmftn.data.dataset_format import frame_table, write_shards
-    from lcmftn.data.dataset_format import write_film_shards
+    from lcmftn.data.dataset_format import frame_table, write_film_shards, write_shards
 
     fs, n, rps = pafs.LocalFileSystem(), 23, 5
     color = [bytes([i]) * 7 for i in range(n)]
