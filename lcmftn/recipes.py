@@ -89,6 +89,12 @@ class TrainConfig:
     """LCMFTN only: safetensors weights of the frozen sketch network E_I; "" = E_I off."""
     augment: bool = True
     """Random crop and horizontal flip of the pair (same transform for all four images)."""
+    palette_aug: float = 0.0
+    """Per-pair probability of one random colour transform (RGB permutation + channel inversions)
+    applied to C_p and C_n alike (``lcmftn.data.augment``): palettes cannot be memorised."""
+    lineart_aug: float = 0.0
+    """Per-pair probability of the line-art augmentations (``LineAugConfig`` defaults: thickness,
+    gaps, jitter, blur, noise, binarisation), the same pen for S_p and S_n."""
     tcvc_blank_prob: float = 0.5
     """TCVC only: probability that the previous colour frame is replaced by a blank image."""
     mixed_precision: str = "auto"

@@ -36,6 +36,7 @@ from torch import nn
 
 from lcmftn import checkpoint as ckpt_io
 from lcmftn import losses
+from lcmftn.data.augment import augment_pair_batch
 from lcmftn.evaluation import EvalClip, EvalTotals, evaluate_sequences, sample_grid
 from lcmftn.models import registry
 from lcmftn.recipes import TrainConfig, flatten_config
@@ -172,6 +173,10 @@ def _blank_reference(state: TrainState, c_p: torch.Tensor) -> torch.Tensor:
 def train_step(state: TrainState, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """One optimiser step (D first for GAN systems); returns float losses for logging."""
     cfg, device = state.cfg, state.device
+    if cfg.palette_aug > 0 or cfg.lineart_aug > 0:
+        # seeded by (run seed, step, rank): a resumed run draws the same transforms
+        rank = torch.distributed.get_rank() if _distributed() else 0
+        batch = augment_pair_batch(batch, cfg.palette_aug, cfg.lineart_aug, (cfg.seed, state.step, rank))
     b = move_batch(batch, device)
     s_p, c_p, s_n, c_n = b["s_p"], b["c_p"], b["s_n"], b["c_n"]
     if registry.spec(cfg.system).blank_reference:

@@ -37,6 +37,7 @@ __all__ = [
     "LineAugConfig",
     "augment_lineart",
     "augment_lineart_batch",
+    "augment_lineart_many",
     "extract_thin_lineart",
     "thin_lineart",
     "skeletonize",
@@ -286,39 +287,63 @@ def _disk(r: int) -> np.ndarray:
 
 def augment_lineart(lineart: np.ndarray, cfg: LineAugConfig, rng: np.random.Generator) -> np.ndarray:
     """One augmented copy of uint8 ``[H,W]`` line art (255 = paper); pure in (image, rng state)."""
-    if lineart.ndim != 2 or lineart.dtype != np.uint8:
-        raise ValueError(f"expected uint8 [H,W] line art, got {lineart.dtype} {lineart.shape}")
-    h, w = lineart.shape
-    out = lineart.copy()
+    return augment_lineart_many([lineart], cfg, rng)[0]
+
+
+def augment_lineart_many(images: Sequence[np.ndarray], cfg: LineAugConfig,
+                         rng: np.random.Generator) -> list[np.ndarray]:
+    """The SAME augmentation (one draw of every random choice) applied to several uint8 ``[H,W]``
+    line arts of one size — e.g. S_p and S_n of a training pair, drawn with one pen: pixels where
+    the inputs are equal stay equal (gap centres are drawn from the union of their ink)."""
+    if not images:
+        return []
+    for la in images:
+        if la.ndim != 2 or la.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [H,W] line art, got {la.dtype} {la.shape}")
+        if la.shape != images[0].shape:
+            raise ValueError(f"line arts differ in size: {la.shape} vs {images[0].shape}")
+    h, w = images[0].shape
+    outs = [la.copy() for la in images]
     if rng.random() < cfg.thickness_prob:
         r = int(rng.integers(cfg.thickness_px[0], cfg.thickness_px[1] + 1))
         if r > 0:  # ink is dark: thicker ink = erode the paper (min filter)
-            out = cv2.erode(out, _disk(r))
+            outs = [cv2.erode(o, _disk(r)) for o in outs]
         elif r < 0:
-            out = cv2.dilate(out, _disk(-r))
+            outs = [cv2.dilate(o, _disk(-r)) for o in outs]
     if rng.random() < cfg.gap_prob:
         n = int(rng.poisson(cfg.gaps_per_mpx * h * w / 1e6))
-        ys, xs = np.nonzero(out < 128)
+        ink = outs[0] < 128
+        for o in outs[1:]:
+            ink |= o < 128
+        ys, xs = np.nonzero(ink)
         for k in rng.integers(0, len(ys), size=n if len(ys) else 0):
             d = int(rng.integers(cfg.gap_px[0], cfg.gap_px[1] + 1))
-            cv2.circle(out, (int(xs[k]), int(ys[k])), max(1, d // 2), 255, -1)
+            for o in outs:
+                cv2.circle(o, (int(xs[k]), int(ys[k])), max(1, d // 2), 255, -1)
     if rng.random() < cfg.jitter_prob and cfg.jitter_px > 0:
         grid = rng.standard_normal((2, max(2, h // 32), max(2, w // 32))).astype(np.float32)
         dx, dy = (cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC) * (cfg.jitter_px / 2) for g in grid)
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        out = cv2.remap(out, gx + dx, gy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        outs = [cv2.remap(o, gx + dx, gy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                for o in outs]
     if rng.random() < cfg.blur_prob:
-        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(*cfg.blur_sigma_px)))
+        sigma = float(rng.uniform(*cfg.blur_sigma_px))
+        outs = [cv2.GaussianBlur(o, (0, 0), sigma) for o in outs]
     if rng.random() < cfg.noise_prob:
-        noisy = out.astype(np.float32) + rng.normal(0, cfg.noise_std, out.shape).astype(np.float32)
+        noise = rng.normal(0, cfg.noise_std, (h, w)).astype(np.float32)
         n = int(rng.poisson(cfg.speckle_per_mpx * h * w / 1e6))
-        noisy[rng.integers(0, h, n), rng.integers(0, w, n)] = 0
-        out = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+        sy, sx = rng.integers(0, h, n), rng.integers(0, w, n)
+        noisy_outs = []
+        for o in outs:
+            noisy = o.astype(np.float32) + noise
+            noisy[sy, sx] = 0
+            noisy_outs.append(np.clip(noisy + 0.5, 0, 255).astype(np.uint8))
+        outs = noisy_outs
     if cfg.binarize or rng.random() < cfg.binarize_prob:
-        out = np.where(out < 128, 0, 255).astype(np.uint8)
+        outs = [np.where(o < 128, 0, 255).astype(np.uint8) for o in outs]
     if rng.random() < cfg.invert_prob:
-        out = 255 - out
-    return out
+        outs = [255 - o for o in outs]
+    return outs
 
 
 def augment_lineart_batch(batch, cfg: LineAugConfig, seed: int | Sequence[int]):

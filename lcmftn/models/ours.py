@@ -12,7 +12,9 @@ Shape legend: B = batch, H, W = input size (multiple of 8).
     m_raw       = change(S_n, S_p)      m_warp = change(S_n, W_s)
     base        = C_p + m_raw · (W_c − C_p)                unaligned where the drawing did not
                                                            change, warped where it did
-    T           = sigmoid(z[:, :3])                        the network's colour
+                  (``still_flow_px`` > 0: max(m_raw, motion_map(flow)) instead of m_raw)
+    T           = sigmoid(z[:, :3])                        the network's colour ("paint"), or
+                  Σ_k softmax(z[:, 4:])_k · W_c(x + o_k)     the reference's ("resample")
     gate        = sigmoid(z[:, 3]) · min(m_raw, m_warp)    in [0, 1]
     C_e         = base + gate · (T − base)                 convex blend, stays in [0, 1]
 
@@ -29,6 +31,8 @@ on a GPU the line arts make a round trip to the host.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +55,14 @@ class OursConfig(LCMFTNConfig):
     change_radius_px: half-size of the max-pool window of the change map, in pixels.
     change_scale: line-art difference (in [0, 1] units) at which the change map saturates at 1.
     gate_bias_init: initial bias of the gate logit.
+    still_flow_px: > 0: the base also takes the warp where the flow moves a pixel's 7×7 window by
+        more than this (ramp to 1 at twice it), even if the line art there did not change — a
+        camera pan over a background without lines; 0 = the line-art change alone decides.
+    correction: what the gate blends in — "paint": T = sigmoid(z[:, :3]), any colour the network
+        paints; "resample": T = a softmax-weighted average of the warped reference W_c over
+        (2r+1)² neighbours at each dilation in ``resample_dilations`` (r = ``resample_radius_px``;
+        (1, 3) with r = 3 reaches ±9 px), so the correction moves the reference's colours and
+        never invents one (palette-agnostic); the K logits come after the gate channel.
     """
 
     cmft_kernel: str = "cosine"
@@ -61,6 +73,10 @@ class OursConfig(LCMFTNConfig):
     change_radius_px: int = 3
     change_scale: float = 0.1
     gate_bias_init: float = -2.0
+    still_flow_px: float = 0.0
+    correction: str = "paint"
+    resample_radius_px: int = 3
+    resample_dilations: tuple[int, ...] = (1, 3)
 
 
 @torch.no_grad()
@@ -88,6 +104,38 @@ def change_map(s_n: Tensor, w_s: Tensor, radius_px: int, scale: float) -> Tensor
     return (diff / scale).clamp(0, 1)
 
 
+def motion_map(flow: Tensor, still_px: float, radius_px: int) -> Tensor:
+    """[B,1,H,W] in [0, 1]: 0 where the flow magnitude stays ≤ ``still_px`` in the whole
+    (2r+1)² window, 1 where it reaches 2·``still_px`` somewhere in it (linear in between)."""
+    mag = torch.linalg.vector_norm(flow.float(), dim=1, keepdim=True)
+    m = ((mag - still_px) / still_px).clamp(0, 1)
+    if radius_px > 0:
+        m = F.max_pool2d(m, 2 * radius_px + 1, stride=1, padding=radius_px)
+    return m
+
+
+CORRECTIONS = ("paint", "resample")
+
+
+def resample_offsets(radius_px: int, dilations: tuple[int, ...]) -> int:
+    """Number K of resampling candidates: (2r+1)² per dilation."""
+    return (2 * radius_px + 1) ** 2 * len(dilations)
+
+
+def resample_candidates(image: Tensor, radius_px: int, dilations: tuple[int, ...]) -> Tensor:
+    """[B,C,K,H,W]: ``image`` read at every offset (dy, dx) ∈ d·[−r, r]² for each dilation d
+    (border replicated), in ``F.unfold`` order; candidate ``(2r+1)²·i + (2r+1)·r + r`` is the pixel
+    itself for dilation ``dilations[i]``."""
+    B, C, H, W = image.shape
+    k = 2 * radius_px + 1
+    out = []
+    for d in dilations:
+        pad = radius_px * d
+        x = F.pad(image, (pad, pad, pad, pad), mode="replicate")
+        out.append(F.unfold(x, k, dilation=d).view(B, C, k * k, H, W))
+    return torch.cat(out, 2)
+
+
 class LCMFTNOurs(ColorizationSystem):
     """Warp + gated correction; ``forward(s_p, c_p, s_n) -> c_e``. See the module docstring."""
 
@@ -98,15 +146,29 @@ class LCMFTNOurs(ColorizationSystem):
         super().__init__()
         if cfg.extra_out_channels != 1 or not cfg.use_cmft:
             raise ValueError("lcmftn-ours needs use_cmft=True and extra_out_channels=1 (the gate)")
+        if cfg.correction not in CORRECTIONS:
+            raise ValueError(f"lcmftn-ours correction must be one of {CORRECTIONS}, got {cfg.correction!r}")
+        if cfg.resample_radius_px < 0 or not cfg.resample_dilations or min(cfg.resample_dilations) < 1:
+            raise ValueError("lcmftn-ours needs resample_radius_px >= 0 and dilations >= 1")
         if cfg.flow_method not in ("farneback", "dis"):
             raise ValueError(f"lcmftn-ours flow_method must be 'farneback' or 'dis', got {cfg.flow_method!r}")
+        if cfg.still_flow_px < 0:
+            raise ValueError(f"lcmftn-ours still_flow_px must be >= 0, got {cfg.still_flow_px}")
         if cfg.change_scale <= 0 or cfg.change_radius_px < 0:
             raise ValueError("lcmftn-ours needs change_scale > 0 and change_radius_px >= 0")
         self.cfg = cfg
-        self.net = LCMFTN(cfg, load_pretrained=load_pretrained)
+        # "resample" adds K candidate logits after the gate channel (the config keeps
+        # extra_out_channels = 1: the gate; K follows from the resampling fields)
+        k = resample_offsets(cfg.resample_radius_px, cfg.resample_dilations) if cfg.correction == "resample" else 0
+        net_cfg = dataclasses.replace(cfg, extra_out_channels=1 + k) if k else cfg
+        self.net = LCMFTN(net_cfg, load_pretrained=load_pretrained)
         self.net.system = self.system
         with torch.no_grad():
             self.net.out[-1].bias[3].fill_(cfg.gate_bias_init)
+            if k:  # at init T is close to W_c itself: the centre candidate of dilation 1 has
+                # weight e²/(1 + e²) ≈ 0.88 against the K − 1 others together
+                r = cfg.resample_radius_px
+                self.net.out[-1].bias[4 + (2 * r + 1) * r + r].fill_(math.log(max(k - 1, 1)) + 2.0)
 
     @property
     def config(self) -> OursConfig:
@@ -119,10 +181,18 @@ class LCMFTNOurs(ColorizationSystem):
         cfg = self.cfg
         w_c, w_s, flow = warp_reference(s_p, c_p, s_n, cfg.flow_method, cfg.flow_blur_sigma_px)
         z = self.net.logits(w_s, w_c, s_n)
-        target = torch.sigmoid(z[:, :3])
+        if cfg.correction == "resample":
+            weights = torch.softmax(z[:, 4:].float(), dim=1).to(w_c.dtype)  # [B,K,H,W]
+            cands = resample_candidates(w_c, cfg.resample_radius_px, tuple(cfg.resample_dilations))
+            target = (cands * weights.unsqueeze(1)).sum(2)
+        else:
+            target = torch.sigmoid(z[:, :3])
         m_raw = change_map(s_n, s_p, cfg.change_radius_px, cfg.change_scale)
         m_warp = change_map(s_n, w_s, cfg.change_radius_px, cfg.change_scale)
-        base = c_p + m_raw.to(c_p.dtype) * (w_c - c_p)
+        m_base = m_raw
+        if cfg.still_flow_px > 0:
+            m_base = torch.maximum(m_raw, motion_map(flow, cfg.still_flow_px, cfg.change_radius_px).to(m_raw))
+        base = c_p + m_base.to(c_p.dtype) * (w_c - c_p)
         change = torch.minimum(m_raw, m_warp)
         gate = torch.sigmoid(z[:, 3:4]) * change
         out = base + gate.to(base.dtype) * (target.to(base.dtype) - base)

@@ -219,3 +219,40 @@ def test_a_few_steps_with_the_term_close_the_gate_where_the_warp_is_right(mode) 
         gates[gate_loss] = _gate_where_warp_right(state.bare_generator, b, state.cfg.loss.gate_tau)
     assert gates[mode] < 0.5 * start
     assert gates[mode] < 0.5 * gates["off"]  # the term, not the L1 alone, closed it
+
+
+def test_resample_correction_moves_reference_colours_and_never_invents_one() -> None:
+    from lcmftn.models.ours import resample_candidates, resample_offsets
+
+    img = torch.arange(49.0).view(1, 1, 7, 7)
+    cands = resample_candidates(img, 1, (1, 2))
+    assert cands.shape == (1, 1, resample_offsets(1, (1, 2)), 7, 7) == (1, 1, 18, 7, 7)
+    assert torch.equal(cands[0, 0, 4], img[0, 0]) and torch.equal(cands[0, 0, 9 + 4], img[0, 0])  # centres
+    assert cands[0, 0, 0, 3, 3] == img[0, 0, 2, 2] and cands[0, 0, 9, 3, 3] == img[0, 0, 1, 1]
+    assert cands[0, 0, 0, 0, 0] == img[0, 0, 0, 0]  # border replicated
+
+    torch.manual_seed(0)
+    G = registry.build_generator("lcmftn-ours", "tiny", correction="resample").eval()
+    assert G.cfg.extra_out_channels == 1 and G.net.out[-1].out_channels == 4 + 98
+    s_p = _lineart(2, 32, seed=3)
+    s_n = torch.roll(s_p, 2, dims=3)
+    flat = torch.tensor([0.9, 0.2, 0.4]).view(1, 3, 1, 1).expand(2, 3, 32, 32).contiguous()
+    with torch.no_grad():
+        G.net.out[-1].bias[3].fill_(5.0)  # an open gate
+        parts = G.parts(s_p, flat, s_n)
+    assert torch.allclose(parts["target"], flat, atol=1e-6)  # one colour in: no other colour out
+    c_p = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        parts = G.parts(s_p, c_p, s_n)
+    w = parts["warped_c"]
+    assert (parts["target"] >= w.amin((2, 3), keepdim=True) - 1e-6).all()
+    assert (parts["target"] <= w.amax((2, 3), keepdim=True) + 1e-6).all()
+    assert (parts["target"] - w).abs().mean() < 0.05  # at init T is close to the warp itself
+    # gradients reach the resampling logits; checkpoint config round trip
+    G.train()
+    G(s_p, c_p, s_n).mean().backward()
+    assert G.net.out[-1].weight.grad[4:].abs().sum() > 0
+    cfg = registry.config_from_dict("lcmftn-ours", dataclasses.asdict(G.cfg))
+    assert cfg == G.cfg
+    with pytest.raises(ValueError, match="correction"):
+        registry.build_generator("lcmftn-ours", "tiny", correction="nope")
