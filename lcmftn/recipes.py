@@ -85,6 +85,10 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     val: ValConfig = field(default_factory=ValConfig)
+    generator: str = ""
+    """Fields of the system's generator config over its registry default, ``field=value`` pairs
+    separated by commas (e.g. ``correction=paint,still_flow_px=0`` for ``lcmftn-ours``); typed
+    and checked by ``lcmftn.models.registry.parse_generator_overrides``. "" = the default."""
     e_i_weights: str = ""
     """LCMFTN only: safetensors weights of the frozen sketch network E_I; "" = E_I off."""
     augment: bool = True
@@ -306,6 +310,8 @@ def validate_config(cfg: TrainConfig, set_keys: typing.Collection[str] = ()) -> 
         (cfg.val.every_epochs >= 1, "val.every_epochs must be >= 1"),
         (all(s >= 1 for s in cfg.val.strides_frames), "val.strides_frames must be >= 1"),
         (0.0 <= cfg.tcvc_blank_prob <= 1.0, "tcvc_blank_prob must be in [0, 1]"),
+        (0.0 <= cfg.palette_aug <= 1.0, "palette_aug must be in [0, 1]"),
+        (0.0 <= cfg.lineart_aug <= 1.0, "lineart_aug must be in [0, 1]"),
         (cfg.mixed_precision in ("auto", "bf16", "off"), "mixed_precision must be auto|bf16|off"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (cfg.log_every_steps >= 1, "log_every_steps must be >= 1"),

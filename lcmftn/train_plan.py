@@ -113,6 +113,15 @@ def resolve_config(recipe_name: str, model: str | None, overrides: list[str]) ->
         raise BadInput(f"e_i_weights={cfg.e_i_weights!r}: no such file")
     if cfg.e_i_weights and not cfg.system.startswith("lcmftn"):
         raise BadInput(f"e_i_weights is an LCMFTN option; {cfg.system} has no E_I")
+    if cfg.generator:
+        from lcmftn.models import registry
+
+        try:
+            overrides = registry.parse_generator_overrides(cfg.system, cfg.generator)
+            registry.config_from_dict(cfg.system, {**asdict(registry.generator_config(cfg.system, cfg.model_size)),
+                                                   **overrides}, source="--set generator")
+        except ValueError as exc:
+            raise BadInput(f"generator={cfg.generator!r}: {exc}") from exc
     return cfg
 
 

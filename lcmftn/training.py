@@ -101,7 +101,9 @@ def build_train_state(cfg: TrainConfig, device: torch.device | str = "cpu",
     # CPUs; flushing them to zero made a cosine-kernel CPU step 0.55 -> 0.16 s. Per thread: this
     # is the thread that runs the loop (Ray Train's worker thread included).
     torch.set_flush_denormal(True)
-    overrides = {"e_i_weights": cfg.e_i_weights} if cfg.e_i_weights else {}  # LCMFTN only
+    overrides = registry.parse_generator_overrides(cfg.system, cfg.generator)
+    if cfg.e_i_weights:  # LCMFTN only
+        overrides["e_i_weights"] = cfg.e_i_weights
     generator = registry.build_generator(cfg.system, cfg.model_size, **overrides).to(device)
     if not getattr(generator, "trainable", True):
         raise ValueError(f"system {cfg.system!r} has nothing to train")

@@ -12,7 +12,7 @@ Shape legend: B = batch, H, W = input size (multiple of 8).
     m_raw       = change(S_n, S_p)      m_warp = change(S_n, W_s)
     base        = C_p + m_raw · (W_c − C_p)                unaligned where the drawing did not
                                                            change, warped where it did
-                  (``still_flow_px`` > 0: max(m_raw, motion_map(flow)) instead of m_raw)
+                  (``still_flow_px`` > 0: max(m_raw, motion_map(flow)) in blank regions)
     T           = sigmoid(z[:, :3])                        the network's colour ("paint"), or
                   Σ_k softmax(z[:, 4:])_k · W_c(x + o_k)     the reference's ("resample")
     gate        = sigmoid(z[:, 3]) · min(m_raw, m_warp)    in [0, 1]
@@ -55,9 +55,11 @@ class OursConfig(LCMFTNConfig):
     change_radius_px: half-size of the max-pool window of the change map, in pixels.
     change_scale: line-art difference (in [0, 1] units) at which the change map saturates at 1.
     gate_bias_init: initial bias of the gate logit.
-    still_flow_px: > 0: the base also takes the warp where the flow moves a pixel's 7×7 window by
-        more than this (ramp to 1 at twice it), even if the line art there did not change — a
-        camera pan over a background without lines; 0 = the line-art change alone decides.
+    still_flow_px: > 0: where neither line art has ink within ``change_radius_px`` (a blank
+        region: the drawing says nothing about motion there), the base takes the warp when the
+        flow moves the pixel's window by more than this (ramp to 1 at twice it) — a camera pan
+        over a background without lines; unchanged strokes still give C_p exactly. 0 = the
+        line-art change alone decides.
     correction: what the gate blends in — "paint": T = sigmoid(z[:, :3]), any colour the network
         paints; "resample": T = a softmax-weighted average of the warped reference W_c over
         (2r+1)² neighbours at each dilation in ``resample_dilations`` (r = ``resample_radius_px``;
@@ -190,8 +192,14 @@ class LCMFTNOurs(ColorizationSystem):
         m_raw = change_map(s_n, s_p, cfg.change_radius_px, cfg.change_scale)
         m_warp = change_map(s_n, w_s, cfg.change_radius_px, cfg.change_scale)
         m_base = m_raw
-        if cfg.still_flow_px > 0:
-            m_base = torch.maximum(m_raw, motion_map(flow, cfg.still_flow_px, cfg.change_radius_px).to(m_raw))
+        if cfg.still_flow_px > 0:  # only where neither drawing has ink nearby (no evidence either way)
+            ink = torch.maximum(1 - s_p, 1 - s_n) > 0.5
+            r = cfg.change_radius_px
+            near_ink = F.max_pool2d(ink.float(), 2 * r + 1, stride=1, padding=r) if r > 0 else ink.float()
+            moved = motion_map(flow, cfg.still_flow_px, r).to(m_raw) * (1 - near_ink.to(m_raw))
+            # identical drawings: nothing moved, whatever Farneback's residual flow (~0.1 px) says
+            moved = moved * (m_raw.flatten(1).amax(1) > 0).to(m_raw).view(-1, 1, 1, 1)
+            m_base = torch.maximum(m_raw, moved)
         base = c_p + m_base.to(c_p.dtype) * (w_c - c_p)
         change = torch.minimum(m_raw, m_warp)
         gate = torch.sigmoid(z[:, 3:4]) * change

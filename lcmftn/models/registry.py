@@ -130,7 +130,11 @@ _SPECS = (
     SystemSpec("lcmftn-cosine", LCMFTNConfig, LCMFTN, _LCMFTN_SIZES,
                {"use_cmft": True},
                {"cmft_kernel": "cosine", "cmft_proj": True, "cmft_locality": "coarse-to-fine"}, pretrained_parts=True, multiple_of=8, trainable=True, loss="ours"),
-    SystemSpec("lcmftn-ours", OursConfig, LCMFTNOurs, _LCMFTN_SIZES, pretrained_parts=True, multiple_of=8,
+    # defaults (session 6, film-level benchmark): the correction resamples the warped reference
+    # and the base follows the flow in blank regions; OursConfig's own defaults stay the earlier
+    # model's (paint, still_flow_px=0), so checkpoints written before keep building as they were.
+    SystemSpec("lcmftn-ours", OursConfig, LCMFTNOurs, _LCMFTN_SIZES, {},
+               {"correction": "resample", "still_flow_px": 0.25}, pretrained_parts=True, multiple_of=8,
                trainable=True, loss="ours"),
     SystemSpec("copy-ref", CopyRefConfig, CopyRef),
     SystemSpec("flow-warp", FlowWarpConfig, FlowWarp),
@@ -161,6 +165,39 @@ def generator_config(system: str, size: str = "small") -> Any:
     _check(system, size)
     sp = REGISTRY[system]
     return sp.config_class(size=size, **sp.fixed, **{**sp.sizes.get(size, {}), **sp.defaults})
+
+
+def parse_generator_overrides(system: str, text: str) -> dict[str, Any]:
+    """``"field=value,field=value"`` -> typed config overrides for ``system`` (int, float, bool,
+    str, tuples of ints as ``1;3``); unknown fields and bad values raise ``ValueError`` naming them."""
+    _check(system)
+    if not text.strip():
+        return {}
+    cls = REGISTRY[system].config_class
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        if "=" not in item:
+            raise ValueError(f"generator override {item!r} must look like field=value")
+        key, value = (x.strip() for x in item.split("=", 1))
+        if key not in hints:
+            raise ValueError(f"{system}: unknown generator config field {key!r} "
+                             f"(fields: {', '.join(sorted(hints))})")
+        tp = hints[key]
+        try:
+            if typing.get_origin(tp) is tuple:
+                out[key] = tuple(int(v) for v in value.split(";") if v.strip())
+            elif tp is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1")
+            elif tp in (int, float, str):
+                out[key] = tp(value)
+            else:
+                raise ValueError(f"type {tp} cannot be set from text")
+        except ValueError as exc:
+            raise ValueError(f"{system}: bad value for generator field {key!r}: {value!r} ({exc})") from exc
+    return out
 
 
 def _build(system: str, cfg: Any, load_pretrained: bool = True) -> ColorizationSystem:

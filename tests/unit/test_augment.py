@@ -129,7 +129,9 @@ def test_still_flow_base_follows_a_pan_where_the_line_art_does_not_change() -> N
         with torch.no_grad():
             parts[still] = G.parts(s_p, c_p, s_n)
     flow_mag = parts[0.25]["flow"].norm(dim=1, keepdim=True)
-    moving_blank = (parts[0.0]["base"] - c_p).abs().amax(1, keepdim=True).eq(0) & (flow_mag > 0.5)
+    ink = torch.maximum(1 - s_p, 1 - s_n) > 0.5
+    blank = F.max_pool2d(ink.float(), 7, stride=1, padding=3) == 0  # no ink within the 7x7 window
+    moving_blank = (parts[0.0]["base"] - c_p).abs().amax(1, keepdim=True).eq(0) & (flow_mag > 0.5) & blank
     assert moving_blank.float().mean() > 0.1  # the old base copies C_p there ...
     base = parts[0.25]["base"]
     assert torch.allclose(base[moving_blank.expand_as(base)],
@@ -140,3 +142,18 @@ def test_still_flow_base_follows_a_pan_where_the_line_art_does_not_change() -> N
         assert (G(s_p, c_p, s_p) - c_p).abs().max() <= 1e-6
     with pytest.raises(ValueError, match="still_flow_px"):
         registry.build_generator("lcmftn-ours", "tiny", still_flow_px=-1.0)
+
+
+def test_generator_overrides_reach_the_trained_model_and_bad_ones_are_named() -> None:
+    from lcmftn.train_plan import BadInput, resolve_config
+
+    state = _state(system="lcmftn-ours", generator="correction=paint,still_flow_px=0")
+    assert state.bare_generator.cfg.correction == "paint" and state.bare_generator.cfg.still_flow_px == 0
+    state = _state(system="lcmftn-ours", generator="correction=resample,resample_dilations=1;2")
+    assert state.bare_generator.cfg.resample_dilations == (1, 2)
+    with pytest.raises(ValueError, match="unknown generator config field 'nope'"):
+        _state(system="lcmftn-ours", generator="nope=1")
+    with pytest.raises(BadInput, match="still_flow_px"):
+        resolve_config("smoke", None, ["system=lcmftn-ours", "generator=still_flow_px=abc"])
+    with pytest.raises(ValueError, match="palette_aug"):
+        resolve_config("smoke", None, ["palette_aug=2"])

@@ -36,9 +36,12 @@ def test_identical_line_art_gives_the_reference_back_exactly(size: int) -> None:
     assert (out - c_p).abs().max() <= 1e-6
 
 
-def test_locally_unchanged_region_is_copied_and_changed_region_is_not() -> None:
+@pytest.mark.parametrize("still_flow_px", [0.0, 0.25])
+def test_locally_unchanged_region_is_copied_and_changed_region_is_not(still_flow_px: float) -> None:
+    """With ``still_flow_px`` = 0 every locally unchanged pixel is C_p; with the default flow-aware
+    base, every locally unchanged pixel that has ink of either drawing within the window is."""
     torch.manual_seed(0)
-    G = registry.build_generator("lcmftn-ours", "tiny").eval()
+    G = registry.build_generator("lcmftn-ours", "tiny", still_flow_px=still_flow_px).eval()
     with torch.no_grad():
         G.net.out[-1].bias.fill_(3.0)
     s_p = _lineart(2, 64, seed=2)
@@ -47,7 +50,11 @@ def test_locally_unchanged_region_is_copied_and_changed_region_is_not() -> None:
     c_p = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         parts = G.parts(s_p, c_p, s_n)
-    unchanged = change_map(s_n, s_p, G.cfg.change_radius_px, G.cfg.change_scale) == 0
+    r = G.cfg.change_radius_px
+    unchanged = change_map(s_n, s_p, r, G.cfg.change_scale) == 0
+    if still_flow_px > 0:
+        ink = torch.maximum(1 - s_p, 1 - s_n) > 0.5
+        unchanged &= F.max_pool2d(ink.float(), 2 * r + 1, stride=1, padding=r) > 0
     assert unchanged.float().mean() > 0.5
     diff = (parts["out"] - c_p).abs().amax(1, keepdim=True)
     assert diff[unchanged].max() <= 1e-6
