@@ -298,6 +298,45 @@ def validate(state: TrainState, sequences: Sequence[EvalClip], batch_size: int =
     return totals
 
 
+ATTENTION_SHIFT_PX = (4, -4)
+
+
+@torch.no_grad()
+def attention_metrics(state: TrainState, sequences: Sequence[EvalClip], pairs: int = 4,
+                      shift_px: tuple[int, int] = ATTENTION_SHIFT_PX) -> dict[str, float]:
+    """CMFT attention diagnostics (``lcmftn.models.diagnostics``) of the current generator on the
+    first ``pairs`` validation sequences, as ``attn/...`` metrics: per level the entropy (÷ log M)
+    and max weight on the real pairs (frame 0 -> frame 1), and, where the true offset is known in
+    the attention's frame (LCMFTN; not ``lcmftn-ours``, which attends over the warped reference),
+    the attended-position error and hit rate on a pair whose S_n is S_p rolled by ``shift_px``.
+    {} for systems without CMFT."""
+    from lcmftn.models.diagnostics import attention_diagnostics
+    from lcmftn.models.lcmftn import LCMFTN
+    from lcmftn.models.ours import LCMFTNOurs
+
+    gen = state.bare_generator
+    seqs = list(sequences)[:pairs]
+    if not seqs or not (isinstance(gen, LCMFTNOurs) or (isinstance(gen, LCMFTN) and gen.cfg.use_cmft)):
+        return {}
+    dev = state.device
+    s_p = torch.stack([s.lineart[0] for s in seqs]).to(dev)
+    c_p = torch.stack([s.color[0] for s in seqs]).to(dev)
+    s_n = torch.stack([s.lineart[1] for s in seqs]).to(dev)
+    was_training = gen.training
+    gen.eval()
+    try:
+        out = {f"attn/{k}": v for k, v in attention_diagnostics(gen, s_p, c_p, s_n).items()
+               if not k.endswith("/positions")}
+        if isinstance(gen, LCMFTN):
+            rolled = torch.roll(s_p, shifts=shift_px, dims=(-2, -1))
+            known = attention_diagnostics(gen, s_p, c_p, rolled, shift_px=shift_px)
+            out.update({f"attn/shift/{k}": v for k, v in known.items()
+                        if k.endswith(("err_expected_px", "err_argmax_px", "hit_rate"))})
+    finally:
+        gen.train(was_training)
+    return out
+
+
 def sample_grid_for(state: TrainState, sequences: Sequence[EvalClip], rows: int) -> Any:
     """S_p | C_p | S_n | prediction | GT for the first ``rows`` validation sequences (k = 1)."""
     seqs = list(sequences)[:rows]

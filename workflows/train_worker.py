@@ -204,6 +204,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 tracker.log_grid(training.sample_grid_for(state, clips, cfg.val.num_samples_in_grid),
                                  state.epoch)
+                tracker.log_metrics(training.attention_metrics(state, clips), state.step)  # {} without CMFT
         if rank == 0:
             tracker.log_metrics({("epoch/" + k if not k.startswith("val/") else k): v
                                  for k, v in row.items()

@@ -82,6 +82,9 @@ def test_two_worker_smoke_on_s3_tracked_in_mlflow(s3_run, local_s3, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]  # rank 0 only: one value per step, not one per worker
     assert len(client.get_metric_history(s["run_id"], "val/psnr")) == 2
     assert "epoch/samples_per_s" in run.data.metrics and "val/psnr/s1_k1" in run.data.metrics
+    # CMFT attention diagnostics at every validation (issue 12), with the known-shift pair
+    assert len(client.get_metric_history(s["run_id"], "attn/cmft0/entropy")) == 2
+    assert 0 <= run.data.metrics["attn/shift/cmft1/hit_rate"] <= 1
     samples = [a.path for a in client.list_artifacts(s["run_id"], "samples")]
     assert samples == ["samples/epoch_0001.png", "samples/epoch_0002.png"]
 

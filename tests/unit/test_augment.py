@@ -157,3 +157,19 @@ def test_generator_overrides_reach_the_trained_model_and_bad_ones_are_named() ->
         resolve_config("smoke", None, ["system=lcmftn-ours", "generator=still_flow_px=abc"])
     with pytest.raises(ValueError, match="palette_aug"):
         resolve_config("smoke", None, ["palette_aug=2"])
+
+
+def test_attention_metrics_for_cmft_systems_only() -> None:
+    from lcmftn.evaluation import EvalClip
+
+    g = torch.Generator().manual_seed(0)
+    la = _lineart(3, 32, 5)
+    clips = [EvalClip("s", 1, (0, 1, 2), torch.rand(3, 3, 32, 32, generator=g), la)]
+    m = training.attention_metrics(_state(), clips)  # smoke recipe: lcmftn (paper kernel)
+    for k in range(3):
+        assert 0 <= m[f"attn/cmft{k}/entropy"] <= 1.0 + 1e-6 and 0 < m[f"attn/cmft{k}/max_weight"] <= 1
+        assert 0 <= m[f"attn/shift/cmft{k}/hit_rate"] <= 1 and m[f"attn/shift/cmft{k}/err_argmax_px"] >= 0
+    ours = training.attention_metrics(_state(system="lcmftn-ours"), clips)
+    assert "attn/cmft0/entropy" in ours and not any(k.startswith("attn/shift/") for k in ours)
+    assert training.attention_metrics(_state(system="lcmftn-nocmft"), clips) == {}
+    assert training.attention_metrics(_state(system="pix2pix-ref"), clips) == {}
