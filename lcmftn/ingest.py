@@ -38,7 +38,7 @@ from lcmftn.data.dataset_format import (
     write_film_shards,
 )
 from lcmftn.data.holds import HoldConfig, changed_fraction_inks, ink_map
-from lcmftn.data.lineart import LineArtConfig, extract_lineart
+from lcmftn.data.lineart import LineArtConfig, extract_lineart, iter_lineart_files
 from lcmftn.data.synth.layers import LAYERS_JSON
 from lcmftn.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, iter_frames, probe_video
 from lcmftn.integrations import storage
@@ -124,6 +124,30 @@ def layer_films(folder: str) -> list[str]:
     return [str(Path(folder) / ly["color"]) for ly in meta["layers"]]
 
 
+def layer_lines_folder(source: str) -> Path | None:
+    """The artist line art of a cel-layer film — ``<film>.layers/<layer>/color`` whose layer
+    lists ``lines`` in ``layers.json`` — or None (then line art is extracted from the colour)."""
+    if storage.is_s3(source):
+        return None
+    p = Path(source.rstrip("/"))
+    root = p.parent.parent
+    if not (root / LAYERS_JSON).is_file():
+        return None
+    rel = p.relative_to(root).as_posix()
+    for ly in json.loads((root / LAYERS_JSON).read_text())["layers"]:
+        if ly.get("color") == rel and ly.get("lines"):
+            return root / ly["lines"]
+    return None
+
+
+def layer_lineart(source: str, cfg: IngestConfig, start: int = 0, stop: int | None = None
+                  ) -> Iterator[np.ndarray] | None:
+    """Line-art frames ``[start, stop)`` of a cel-layer film from its own ``lines`` folder at the
+    working geometry, or None for any other film."""
+    folder = layer_lines_folder(source)
+    return None if folder is None else iter_lineart_files(folder, cfg.size_px, cfg.crop, start, stop)
+
+
 def film_id_for(uri: str) -> str:
     p = Path(uri.rstrip("/"))
     if not storage.is_s3(uri) and (p.parent.parent / LAYERS_JSON).is_file():  # <film>.layers/<layer>/color
@@ -167,6 +191,9 @@ def _sha256_local(path: Path) -> str:
         for p in sorted(q for q in path.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS):
             h.update(p.name.encode() + b"\0")
             h.update(hashlib.sha256(p.read_bytes()).digest())
+        lines = layer_lines_folder(str(path))
+        if lines is not None:  # a cel layer's own line art is part of the film's content
+            h.update(b"lines\0" + _sha256_local(lines).encode())
         return h.hexdigest()
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
@@ -233,14 +260,15 @@ def spilled_rows(path: Path) -> Iterator[tuple[bytes, bytes]]:
 
 
 def process_frames(frames: Iterator[np.ndarray], film: str, cfg: IngestConfig, fps: float | None,
-                   spill: Path) -> FilmFrames:
+                   spill: Path, lineart_frames: Iterator[np.ndarray] | None = None) -> FilmFrames:
     """Decoded working-size RGB frames -> shots, hold flags and PNG pairs (spilled to ``spill``).
 
     One streaming pass: each frame gets its line art, hold flag and PNGs, then flows on into
     the shot detector (``detect_shots`` consumes an iterator); the PNGs go to the spill file
     every ``SPILL_ROWS`` frames, so the task's memory does not grow with the film (issue 8).
     Hold flags compare each frame's ink map with the previous frame's; the first frame of
-    every shot is never a hold."""
+    every shot is never a hold. ``lineart_frames``: the film's own line art, one per frame
+    (a cel layer's ``lines``), instead of extracting it from the colour."""
     from lcmftn.data.shots import detect_shots
 
     color, line, holds = [], [], []
@@ -254,9 +282,18 @@ def process_frames(frames: Iterator[np.ndarray], film: str, cfg: IngestConfig, f
                 color.clear()
                 line.clear()
 
+        def next_lineart(img: np.ndarray) -> np.ndarray:
+            la = next(lineart_frames, None)
+            if la is None:
+                raise FilmError(f"{film}: its line art has fewer frames than its colour ({state['n']})")
+            if la.shape != img.shape[:2]:
+                raise FilmError(f"{film}: line art frame {state['n']} is {la.shape[1]}x{la.shape[0]}, "
+                                f"its colour frame {img.shape[1]}x{img.shape[0]}")
+            return la
+
         def each_frame() -> Iterator[np.ndarray]:
             for img in frames:
-                la = extract_lineart(img, cfg.lineart)
+                la = extract_lineart(img, cfg.lineart) if lineart_frames is None else next_lineart(img)
                 ink = ink_map(la, cfg.holds)
                 prev = state["ink"]
                 holds.append(prev is not None and changed_fraction_inks(prev, ink, cfg.holds.tolerance_px)
@@ -275,6 +312,8 @@ def process_frames(frames: Iterator[np.ndarray], film: str, cfg: IngestConfig, f
         # NOTE: decoding errors (VideoReadError: truncated, corrupt, ...) propagate from inside.
         shots = [(int(a), int(b)) for a, b in detect_shots(each_frame(), **kwargs).shots]
         flush()
+    if lineart_frames is not None and next(lineart_frames, None) is not None:
+        raise FilmError(f"{film}: its line art has more frames than its colour ({state['n']})")
     n, (h, w) = state["n"], state["hw"]
     if shots[-1][1] != n:
         raise FilmError(f"{film}: shot detection saw {shots[-1][1]} frames, decoding gave {n}")
@@ -319,7 +358,8 @@ def stage_film(item: dict, out_root: str, fs_out: pafs.FileSystem, fs_in: pafs.F
             t_dec = time.perf_counter()
             fps = probe_video(local).fps or None
             frames = iter_frames(local, size_px=cfg.size_px, crop=cfg.crop)
-            ff = process_frames(frames, film, cfg, fps, Path(tmp) / "frames.arrow")
+            ff = process_frames(frames, film, cfg, fps, Path(tmp) / "frames.arrow",
+                                lineart_frames=layer_lineart(source, cfg))
             t_proc = time.perf_counter() - t_dec
             names = write_film_shards(spilled_rows(ff.spill), film, ff.shot_of, ff.holds, ff.height, ff.width,
                                       fs_out, f"{stage}/{version}", cfg.rows_per_shard)

@@ -70,7 +70,7 @@ from lcmftn.data.shots import (
     cuts_to_shots,
 )
 from lcmftn.data.video import FrameIndex, iter_frame_range, probe_keyframes, probe_video
-from lcmftn.ingest import FilmError, config_from_dict, fetch_and_hash
+from lcmftn.ingest import FilmError, config_from_dict, fetch_and_hash, layer_lineart
 from lcmftn.integrations import storage
 
 DEFAULT_SEGMENT_FRAMES = 4800  # 200 s at 24 fps: shorter films stay one unit
@@ -196,8 +196,11 @@ def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: 
                                   index=FrameIndex(**{**unit["index"], "pts": tuple(unit["index"]["pts"]),
                                                       "keyframes": tuple(unit["index"]["keyframes"])}),
                                  filesystem=fs_in)  # fmt: skip
+        lines = layer_lineart(unit["source"], cfg, ctx, stop)  # a cel layer's own line art, or None
         for i, img in enumerate(frames, start=ctx):
-            la = extract_lineart(img, cfg.lineart)
+            la = extract_lineart(img, cfg.lineart) if lines is None else next(lines, None)
+            if la is None or la.shape != img.shape[:2]:
+                raise FilmError(f"{unit['source']}: its line art has no frame {i} of {img.shape[1]}x{img.shape[0]}")
             ink = ink_map(la, cfg.holds)
             if i < start:  # context: only what the next frame is compared with
                 scorer.prime(img)

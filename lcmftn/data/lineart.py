@@ -38,6 +38,8 @@ __all__ = [
     "augment_lineart",
     "augment_lineart_batch",
     "augment_lineart_many",
+    "iter_lineart_files",
+    "lineart_to_working",
     "extract_thin_lineart",
     "thin_lineart",
     "skeletonize",
@@ -214,6 +216,40 @@ def thin_lineart(lineart: np.ndarray, size_px: int, max_gain: float = 6.0,
         ink = cv2.resize((255 - lineart).astype(np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA)
         out = 255 - np.clip(ink * min(scale, max_gain) + 0.5, 0, 255).astype(np.uint8)
     return np.where(out < 128, 0, 255).astype(np.uint8) if binarize else out
+
+
+def lineart_to_working(lineart: np.ndarray, size_px: int | None, crop: str = "none") -> np.ndarray:
+    """Full-resolution line art (uint8 ``[H,W]``, 255 = paper) -> the geometry
+    :func:`lcmftn.data.video.resize_image` gives its colour frame (short side ``size_px``, same
+    rounding, then the crop), keeping thin strokes dark as :func:`thin_lineart` does."""
+    from lcmftn.data.video import center_crop, working_size
+
+    if lineart.ndim != 2 or lineart.dtype != np.uint8:
+        raise ValueError(f"expected uint8 [H,W] line art, got {lineart.dtype} {lineart.shape}")
+    h, w = lineart.shape
+    out = lineart
+    if size_px is not None and min(h, w) != size_px:
+        new_w, new_h = working_size(w, h, size_px)
+        if new_w * new_h < w * h:
+            ink = cv2.resize((255 - lineart).astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA)
+            gain = min(min(h, w) / float(size_px), 6.0)
+            out = 255 - np.clip(ink * gain + 0.5, 0, 255).astype(np.uint8)
+        else:
+            out = cv2.resize(lineart, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if crop == "center":
+        out = center_crop(out, min(out.shape[:2]))
+    return np.ascontiguousarray(out)
+
+
+def iter_lineart_files(folder, size_px: int | None, crop: str = "none", start: int = 0,
+                       stop: int | None = None):
+    """Artist line-art frames ``[start, stop)`` of an image folder (any convention
+    :func:`normalize_lineart` reads: RGBA on transparent paper, black on white, ...) at the
+    working geometry of :func:`lineart_to_working`, in the folder's frame order."""
+    from lcmftn.data.video import list_image_files, read_image
+
+    for f in list_image_files(folder)[start:stop]:
+        yield lineart_to_working(normalize_lineart(read_image(f)), size_px, crop)
 
 
 def extract_thin_lineart(rgb: np.ndarray, size_px: int, cfg: LineArtConfig | None = None,
