@@ -117,6 +117,7 @@ def motion_map(flow: Tensor, still_px: float, radius_px: int) -> Tensor:
 
 
 CORRECTIONS = ("paint", "resample")
+MAX_RESAMPLE_OFFSETS = 512
 
 
 def resample_offsets(radius_px: int, dilations: tuple[int, ...]) -> int:
@@ -152,6 +153,11 @@ class LCMFTNOurs(ColorizationSystem):
             raise ValueError(f"lcmftn-ours correction must be one of {CORRECTIONS}, got {cfg.correction!r}")
         if cfg.resample_radius_px < 0 or not cfg.resample_dilations or min(cfg.resample_dilations) < 1:
             raise ValueError("lcmftn-ours needs resample_radius_px >= 0 and dilations >= 1")
+        if resample_offsets(cfg.resample_radius_px, cfg.resample_dilations) > MAX_RESAMPLE_OFFSETS:
+            raise ValueError(f"lcmftn-ours: {resample_offsets(cfg.resample_radius_px, cfg.resample_dilations)} "
+                             f"resampling candidates (radius {cfg.resample_radius_px}, dilations "
+                             f"{cfg.resample_dilations}) exceed {MAX_RESAMPLE_OFFSETS}: each one is an "
+                             "output channel and a copy of the reference")
         if cfg.flow_method not in ("farneback", "dis"):
             raise ValueError(f"lcmftn-ours flow_method must be 'farneback' or 'dis', got {cfg.flow_method!r}")
         if cfg.still_flow_px < 0:

@@ -263,3 +263,5 @@ def test_resample_correction_moves_reference_colours_and_never_invents_one() -> 
     assert cfg == G.cfg
     with pytest.raises(ValueError, match="correction"):
         registry.build_generator("lcmftn-ours", "tiny", correction="nope")
+    with pytest.raises(ValueError, match="exceed 512"):
+        registry.build_generator("lcmftn-ours", "tiny", resample_radius_px=20)
