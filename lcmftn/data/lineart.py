@@ -200,16 +200,19 @@ def _ink_table(far: int) -> np.ndarray:
 # Thin lines at the working size
 # ---------------------------------------------------------------------------------------------
 def thin_lineart(lineart: np.ndarray, size_px: int, max_gain: float = 6.0,
-                 binarize: bool = False) -> np.ndarray:
+                 binarize: bool = False, size_wh: tuple[int, int] | None = None) -> np.ndarray:
     """Line art (255 = paper) at full resolution -> short side ``size_px``, keeping thin strokes
     dark: ink is area-averaged (``cv2.INTER_AREA``) then multiplied by the scale factor (capped
     at ``max_gain``) so that a stroke 1 px wide at full size is ~full ink 1 px wide after.
-    ``binarize``: threshold at 128 (ink 0, paper 255). Upscaling is plain bilinear."""
+    ``binarize``: threshold at 128 (ink 0, paper 255). Upscaling is plain bilinear.
+    ``size_wh``: the exact output (width, height) when another rounding must be matched."""
     if lineart.ndim != 2 or lineart.dtype != np.uint8:
         raise ValueError(f"expected uint8 [H,W] line art, got {lineart.dtype} {lineart.shape}")
     h, w = lineart.shape
     scale = min(h, w) / float(size_px)
     out_w, out_h = (max(1, round(w / scale)), size_px) if h <= w else (size_px, max(1, round(h / scale)))
+    if size_wh is not None:
+        out_w, out_h = size_wh
     if scale <= 1.0:
         out = cv2.resize(lineart, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     else:
@@ -229,13 +232,7 @@ def lineart_to_working(lineart: np.ndarray, size_px: int | None, crop: str = "no
     h, w = lineart.shape
     out = lineart
     if size_px is not None and min(h, w) != size_px:
-        new_w, new_h = working_size(w, h, size_px)
-        if new_w * new_h < w * h:
-            ink = cv2.resize((255 - lineart).astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA)
-            gain = min(min(h, w) / float(size_px), 6.0)
-            out = 255 - np.clip(ink * gain + 0.5, 0, 255).astype(np.uint8)
-        else:
-            out = cv2.resize(lineart, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        out = thin_lineart(lineart, size_px, size_wh=working_size(w, h, size_px))
     if crop == "center":
         out = center_crop(out, min(out.shape[:2]))
     return np.ascontiguousarray(out)
