@@ -196,7 +196,8 @@ def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: 
                                   index=FrameIndex(**{**unit["index"], "pts": tuple(unit["index"]["pts"]),
                                                       "keyframes": tuple(unit["index"]["keyframes"])}),
                                  filesystem=fs_in)  # fmt: skip
-        lines = layer_lineart(unit["source"], cfg, ctx, stop)  # a cel layer's own line art, or None
+        last = unit["seg"] == unit["segments"] - 1  # the last segment also checks for extra line art
+        lines = layer_lineart(unit["source"], cfg, ctx, None if last else stop)  # a layer's own, or None
         for i, img in enumerate(frames, start=ctx):
             la = extract_lineart(img, cfg.lineart) if lines is None else next(lines, None)
             if la is None or la.shape != img.shape[:2]:
@@ -214,6 +215,8 @@ def stage_segment(unit: dict, out_root: str, fs_out: pafs.FileSystem, cfg_dict: 
             line.append(encode_png(la, PNG_FAST_LINEART))
         if len(color) != stop - start:
             raise FilmError(f"{unit['source']}: segment {unit['seg']} decoded {len(color)} of {stop - start} frames")
+        if lines is not None and last and next(lines, None) is not None:
+            raise FilmError(f"{unit['source']}: its line art has more frames than its colour ({stop})")
         _write_segment_pngs(fs_out, segment_path(out_root, unit["film"], unit["seg"]), color, line)
     except Exception as exc:  # noqa: BLE001 - recorded as the film's reason
         reason = str(exc) if isinstance(exc, FilmError | ValueError | OSError) else repr(exc)

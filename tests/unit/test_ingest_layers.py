@@ -103,3 +103,27 @@ def test_a_layer_film_is_ingested_with_its_own_line_art_in_both_paths(tmp_path):
     files[-1].unlink()
     bad = stage_film({**item, "film": "ep-bad"}, str(tmp_path / "bad"), fs, None, cfg_dict)
     assert bad["status"] == "failed" and "line art has fewer frames" in bad["reason"] and src in bad["reason"]
+
+
+def test_extra_line_art_frames_fail_the_film_in_both_paths(tmp_path):
+    import shutil
+    from dataclasses import asdict
+
+    import pyarrow.fs as pafs
+
+    from lcmftn.ingest import stage_film
+    from lcmftn.ingest_segments import assemble_film, plan_film, stage_segment
+
+    write_cel_layers(tmp_path / "ep.layers", FilmConfigV2(seed=6, size=64, aspect=1.5, num_shots=4, shot_frames=16))
+    lines = tmp_path / "ep.layers/cels/lines"
+    shutil.copy(sorted(lines.iterdir())[-1], lines / "99999.png")  # one drawing more than colour frames
+    src = str(tmp_path / "ep.layers/cels/color")
+    fs, cfg_dict = pafs.LocalFileSystem(), asdict(IngestConfig(size_px=48))
+    item = {"film": "ep-cels", "source": src, "prev": ""}
+    whole = stage_film(item, str(tmp_path / "one"), fs, None, cfg_dict)
+    units = plan_film(item, str(tmp_path / "split"), fs, cfg_dict, 20)
+    assert len(units) == 4
+    seg = assemble_film(units[0], [stage_segment(u, str(tmp_path / "split"), fs, cfg_dict) for u in units],
+                        str(tmp_path / "split"), fs, cfg_dict)
+    for entry in (whole, seg):
+        assert entry["status"] == "failed" and "more frames than its colour" in entry["reason"], entry
