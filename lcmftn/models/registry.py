@@ -169,7 +169,10 @@ def generator_config(system: str, size: str = "small") -> Any:
 
 def parse_generator_overrides(system: str, text: str) -> dict[str, Any]:
     """``"field=value,field=value"`` -> typed config overrides for ``system`` (int, float, bool,
-    str, tuples of ints as ``1;3``); unknown fields and bad values raise ``ValueError`` naming them."""
+    str, tuples as ``1;3``; parsed as ``--set`` values are); unknown fields and bad values raise
+    ``ValueError`` naming them."""
+    from lcmftn.recipes import _parse_value  # (recipes imports this module)
+
     _check(system)
     if not text.strip():
         return {}
@@ -183,18 +186,8 @@ def parse_generator_overrides(system: str, text: str) -> dict[str, Any]:
         if key not in hints:
             raise ValueError(f"{system}: unknown generator config field {key!r} "
                              f"(fields: {', '.join(sorted(hints))})")
-        tp = hints[key]
-        try:
-            if typing.get_origin(tp) is tuple:
-                out[key] = tuple(int(v) for v in value.split(";") if v.strip())
-            elif tp is bool:
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(value)
-                out[key] = value.lower() in ("true", "1")
-            elif tp in (int, float, str):
-                out[key] = tp(value)
-            else:
-                raise ValueError(f"type {tp} cannot be set from text")
+        try:  # the --set parser's typing (tuples use ";" here: "," separates the fields)
+            out[key] = _parse_value(value.replace(";", ","), hints[key], key)
         except ValueError as exc:
             raise ValueError(f"{system}: bad value for generator field {key!r}: {value!r} ({exc})") from exc
     return out
