@@ -298,6 +298,14 @@ def validate(state: TrainState, sequences: Sequence[EvalClip], batch_size: int =
     return totals
 
 
+def first_pairs(sequences: Sequence[EvalClip]) -> dict[str, torch.Tensor]:
+    """Frames 0 -> 1 of each sequence as a pair batch ``{"s_p", "c_p", "s_n", "c_n"}``."""
+    return {"s_p": torch.stack([s.lineart[0] for s in sequences]),
+            "c_p": torch.stack([s.color[0] for s in sequences]),
+            "s_n": torch.stack([s.lineart[1] for s in sequences]),
+            "c_n": torch.stack([s.color[1] for s in sequences])}
+
+
 ATTENTION_SHIFT_PX = (4, -4)
 
 
@@ -318,10 +326,8 @@ def attention_metrics(state: TrainState, sequences: Sequence[EvalClip], pairs: i
     seqs = list(sequences)[:pairs]
     if not seqs or not (isinstance(gen, LCMFTNOurs) or (isinstance(gen, LCMFTN) and gen.cfg.use_cmft)):
         return {}
-    dev = state.device
-    s_p = torch.stack([s.lineart[0] for s in seqs]).to(dev)
-    c_p = torch.stack([s.color[0] for s in seqs]).to(dev)
-    s_n = torch.stack([s.lineart[1] for s in seqs]).to(dev)
+    pair = move_batch(first_pairs(seqs), state.device)
+    s_p, c_p, s_n = pair["s_p"], pair["c_p"], pair["s_n"]
     was_training = gen.training
     gen.eval()
     try:
@@ -342,10 +348,7 @@ def sample_grid_for(state: TrainState, sequences: Sequence[EvalClip], rows: int)
     seqs = list(sequences)[:rows]
     if not seqs:
         return None
-    batch = {"s_p": torch.stack([s.lineart[0] for s in seqs]),
-             "c_p": torch.stack([s.color[0] for s in seqs]),
-             "s_n": torch.stack([s.lineart[1] for s in seqs]),
-             "c_n": torch.stack([s.color[1] for s in seqs])}
+    batch = first_pairs(seqs)
     pred = predict(state, batch)
     return sample_grid(batch["s_p"], batch["c_p"], batch["s_n"], pred, batch["c_n"], rows)
 
