@@ -18,8 +18,11 @@ Design decisions
   * Holds (``holds[t]``: drawing t equals drawing t-1) turn a step into ``copy`` when its reference
     is the neighbour across that hold (forward: t-1 with holds[t]; backward: t+1 with holds[t+1];
     anchor: t-1 with holds[t]).
-- The model works at *model resolution* (short side ``image_size_px``, both sides multiples of the
-  system's ``multiple_of``); outputs go back to the line art's resolution with
+- The model works at *model resolution* (short side ``image_size_px``, the frame's aspect kept to
+  the pixel); a system that needs sides in multiples of its ``multiple_of`` gets its inputs padded
+  at the bottom and right (border replicated) and its outputs cropped back (``fit="pad"``, the
+  default; ``fit="round"`` rounds the model resolution itself to the multiple, squeezing the aspect
+  by up to ``multiple_of / 2`` px per side, as before); outputs go back to the line art's resolution with
   :func:`lcmftn.upsample.guided_upsample` (keyframes are emitted as given, at full resolution).
 - Lockstep batching (:class:`LockstepScheduler`): many shots advance together; each model call
   holds up to ``batch_size`` ready steps, first one per shot (round robin), then extra ready steps
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lcmftn import limits
 from lcmftn.calibration import Calibration, frame_feature
@@ -76,7 +80,11 @@ class ColorizeConfig:
 
     mode: str = "chain"  # chain | anchor | auto (see module docstring)
     image_size_px: int = 256  # short side of the model-resolution frames
-    multiple_of: int = 8  # H and W at model resolution are multiples of this (registry.multiple_of)
+    multiple_of: int = 8  # the system's H and W must be multiples of this (registry.multiple_of)
+    # "pad": model resolution keeps the frame's aspect, the model's input is padded to the multiple
+    # (bottom/right, border replicated) and its output cropped; "round": the model resolution
+    # itself is rounded to the multiple (the aspect is squeezed; the behaviour before session 7)
+    fit: str = "pad"
     low_confidence: float = 0.5  # a pixel is "low confidence" below this
     flag_fraction: float = 0.05  # a frame is flagged for review above this low-confidence fraction
     proxy_blur_px: float = 2.0  # sigma (model px) of the line-change confidence proxy
@@ -102,6 +110,24 @@ def model_size(height: int, width: int, image_size_px: int, multiple_of: int = 1
         return max(m, int(round(x / m)) * m)
 
     return rnd(height * image_size_px / short), rnd(width * image_size_px / short)
+
+
+FITS = ("pad", "round")
+
+
+def shot_sizes(height: int, width: int, cfg: ColorizeConfig, source: str = "frame"
+               ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(size_hw, input_hw)`` of a shot whose frames are ``height × width``: the model resolution
+    (what the model's output is cropped to and upsampled from) and the model's input size (padded
+    to ``cfg.multiple_of`` under ``fit="pad"``; the same as ``size_hw`` under ``fit="round"``)."""
+    if cfg.fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {cfg.fit!r}")
+    m = max(1, int(cfg.multiple_of))
+    if cfg.fit == "round":
+        hw = model_size(height, width, cfg.image_size_px, m, source=source)
+        return hw, hw
+    h, w = model_size(height, width, cfg.image_size_px, 1, source=source)
+    return (h, w), (-(-h // m) * m, -(-w // m) * m)
 
 
 def plan_shot(
@@ -227,7 +253,7 @@ class ShotColorizer:
                 raise ValueError(f"{name}: keyframe {k} is {img.shape[:2]}, line art is {full_hw}")
         self.keyframes = keyframes
         self.steps = plan_shot(len(self.lineart), keyframes, cfg.mode, holds)
-        self.size_hw = model_size(*full_hw, cfg.image_size_px, cfg.multiple_of)
+        self.size_hw, self.input_hw = shot_sizes(*full_hw, cfg)
         self.frames: dict[int, np.ndarray] = {}
         self.sink = sink
         self.infos: dict[int, FrameInfo] = {}
@@ -421,6 +447,7 @@ class ShotColorizer:
             "keyframes": sorted(int(k) for k in self.keyframes),
             "mode": self.cfg.mode,
             "model_size_hw": list(self.size_hw),
+            "model_input_hw": list(self.input_hw),
             "colorized": len(model),
             "copied": sum(f.kind == "copy" for f in infos),
             "key": sum(f.kind == "key" for f in infos),
@@ -524,14 +551,17 @@ class LockstepScheduler:
                 executor.shutdown(wait=True)
 
     def _run_batch(self, batch: list[tuple[ShotColorizer, Step]], executor: ThreadPoolExecutor | None) -> None:
-        sizes = {sh.size_hw for sh, _ in batch}
+        sizes = {(sh.size_hw, sh.input_hw) for sh, _ in batch}
         if len(sizes) != 1:
             raise ValueError(f"shots batched together must share the model size, got {sorted(sizes)}")
+        (h, w), (ih, iw) = sizes.pop()
         inputs = [sh.batch_inputs(st) for sh, st in batch]
         n = len(inputs)
         if self.pad_batches and n < self.batch_size:
             inputs += [inputs[-1]] * (self.batch_size - n)
         s_p, c_p, s_n = (torch.stack(x).to(self.device) for x in zip(*inputs, strict=True))
+        if (ih, iw) != (h, w):  # fit="pad": the system's multiple, border replicated; cropped below
+            s_p, c_p, s_n = (F.pad(x, (0, iw - w, 0, ih - h), mode="replicate") for x in (s_p, c_p, s_n))
         t0 = time.perf_counter()
         with torch.inference_mode():
             if self.amp_dtype is not None:
@@ -539,8 +569,8 @@ class LockstepScheduler:
                     color, conf = self.system.forward_with_confidence(s_p, c_p, s_n)
             else:
                 color, conf = self.system.forward_with_confidence(s_p, c_p, s_n)
-            color = color[:n].float().cpu()
-            conf = None if conf is None else conf[:n].float().cpu()
+            color = color[:n, :, :h, :w].float().cpu()
+            conf = None if conf is None else conf[:n, :, :h, :w].float().cpu()
         self.stats.model_time_s += time.perf_counter() - t0
         self.stats.model_calls += 1
         self.stats.model_frames += n

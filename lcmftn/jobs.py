@@ -31,7 +31,7 @@ import numpy as np
 
 from lcmftn import report as rpt
 from lcmftn.calibration import CALIBRATION_FILE  # confidence hook
-from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
+from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, shot_sizes
 from lcmftn.data.dataset_format import decode_color_png, encode_png
 from lcmftn.episode import KeyframeRef, LineartSource, Scan, ShotFrames, key_digest, load_keyframe
 from lcmftn.integrations import storage
@@ -65,6 +65,7 @@ class RunSettings:
     flag_fraction: float = 0.05
     paper: str = "auto"  # auto | keep | off: keep the line art's paper in the output (lcmftn.paper)
     max_actor_losses: int = 3  # shot workers lost (node loss, OOM kill) tolerated per run
+    fit: str = "pad"  # pad | round: how a system's multiple_of is met (lcmftn.colorize.ColorizeConfig.fit)
 
 
 def fingerprint(*parts: bytes | str) -> str:
@@ -376,9 +377,9 @@ def plan_episode(src: LineartSource, scan: Scan, keyframes: dict[int, np.ndarray
     cfg = ColorizeConfig(mode=rs.mode, image_size_px=rs.size, multiple_of=multiple_of(meta["system"]),
                          low_confidence=rs.low_confidence, flag_fraction=rs.flag_fraction,
                          calibration_json=model_files.get(CALIBRATION_FILE, b"").decode(),  # confidence hook
-                         paper=paper_of_source(src, rs.paper))
+                         paper=paper_of_source(src, rs.paper), fit=rs.fit)
     colorize_cfg = {k: v for k, v in asdict(cfg).items() if k != "upsample"}
-    model_size(*src.size_hw, rs.size, cfg.multiple_of, source=src.source)  # limits, before any allocation
+    shot_sizes(*src.size_hw, cfg, source=src.source)  # limits, before any allocation
     batch_size = rs.batch_size or (8 if device == "cuda" else 1)
     settings = {"colorize": colorize_cfg, "holds": rs.holds, "batch_size": batch_size,
                 "device": device, "amp": rs.amp}
@@ -507,7 +508,7 @@ def finish_episode(run: EpisodeRun, src: LineartSource, shots: list[tuple[int, i
     pending_ids = {j["id"] for j in run.pending}
     report = rpt.summarize(job_info | {"mode": rs.mode, "size": rs.size, "batch_size": run.settings["batch_size"],
                                        "device": run.settings["device"],
-                                       "model_size_hw": list(model_size(*src.size_hw, rs.size, run.cfg.multiple_of)),
+                                       "model_size_hw": list(shot_sizes(*src.size_hw, run.cfg)[0]),
                                        "system": run.meta.get("system"), "fps": src.fps},
                            records, run.warnings, run.errors,
                            extra={"video": "episode.mp4", "video_frames": n_video,

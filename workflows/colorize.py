@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", choices=PAPER_MODES, default="auto",
                    help="keep the line art's paper (outside every closed drawn region) untouched in the output: "
                         "auto = for line art on transparent paper (RGBA out), keep = also on white paper, off")
+    p.add_argument("--fit", choices=("pad", "round"), default="pad",
+                   help="systems whose sides must be multiples of 8: pad = keep the frame's aspect, pad the "
+                        "model's input and crop its output; round = round the model size (squeezes the aspect; "
+                        "before session 7)")
     p.add_argument("--work-dir", help="scratch folder for downloads (default: a temp dir)")
     p.add_argument("--calibration", help="confidence calibration JSON (default: the model folder's "
                    "confidence_calibration.json, if any; python -m workflows.benchmark confidence)")
@@ -206,7 +210,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
                        holds=not args.no_holds, borrow_keyframes=args.borrow_keyframes, actors=args.actors,
                        cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                        device=args.device, amp=args.amp, local=args.local, flag_fraction=args.flag_fraction,
-                       paper=args.paper, max_actor_losses=args.max_actor_losses)
+                       paper=args.paper, max_actor_losses=args.max_actor_losses, fit=args.fit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # confidence maps and line art reproduced the main recording byte for byte).
 # "frames" / "video" re-recorded after the guided upsampler's auto halo became
 # max(1, round(scale)) (lcmftn/upsample.py): every other digest was unchanged by it.
+# "markers" / "report_shots" re-recorded when colorize got ``fit`` (its settings and the shots'
+# ``model_input_hw``); this film is square at 64 px, so nothing is padded and no pixel changed.
 REFERENCE = json.loads((Path(__file__).with_name("stream_reference.json")).read_text())
 
 

@@ -16,6 +16,7 @@ from lcmftn.colorize import (
     colorize_shot,
     model_size,
     plan_shot,
+    shot_sizes,
 )
 from lcmftn.models.base import ColorizationSystem
 
@@ -96,6 +97,70 @@ def test_model_size_keeps_aspect_and_multiple():
     assert model_size(64, 64, 64, 8) == (64, 64)
     h, w = model_size(1080, 1920, 256, 32)
     assert h % 32 == 0 and w % 32 == 0 and abs(w / h - 16 / 9) < 0.1
+
+
+def test_shot_sizes_pad_keeps_the_aspect_round_squeezes_it():
+    pad = ColorizeConfig(image_size_px=32, multiple_of=8)
+    assert pad.fit == "pad"
+    assert shot_sizes(480, 640, pad) == ((32, 43), (32, 48))  # 4:3 kept to the pixel, input padded
+    assert shot_sizes(64, 64, ColorizeConfig(image_size_px=64)) == ((64, 64), (64, 64))  # nothing to pad
+    rnd = ColorizeConfig(image_size_px=32, multiple_of=8, fit="round")
+    assert shot_sizes(480, 640, rnd) == ((32, 40), (32, 40))  # the former behaviour
+    with pytest.raises(ValueError, match="fit must be one of"):
+        shot_sizes(480, 640, ColorizeConfig(fit="crop"))
+
+
+class CornerSystem(ColorizationSystem):
+    """Test system: needs multiples of 8 (as every LCMFTN), returns C_p with the padded margin
+    painted red — so an output that is not cropped back at the right place shows red."""
+
+    system = "test-corner"
+    trainable = False
+
+    def __init__(self, h: int, w: int) -> None:
+        super().__init__()
+        self.h, self.w = h, w
+        self.shapes: list[tuple[int, int]] = []
+
+    def forward(self, s_p, c_p, s_n):
+        H, W = s_n.shape[-2:]
+        assert H % 8 == 0 and W % 8 == 0, (H, W)
+        self.shapes.append((H, W))
+        out = c_p.clone()
+        out[:, 0, self.h:, :] = 1.0
+        out[:, 1:, self.h:, :] = 0.0
+        out[:, 0, :, self.w:] = 1.0
+        out[:, 1:, :, self.w:] = 0.0
+        return out
+
+
+def test_padded_model_input_is_cropped_back_at_the_frame_aspect():
+    # 30 x 41 frames at 30 px: model resolution 30 x 41 exactly, the system sees 32 x 48
+    lineart = [np.full((30, 41), 255, np.uint8) for _ in range(3)]
+    for i, img in enumerate(lineart):
+        img[:, 5 + 3 * i] = 0
+    key = np.zeros((30, 41, 3), np.uint8)
+    key[:, :20] = (40, 160, 90)
+    key[:, 20:] = (200, 200, 60)
+    system = CornerSystem(30, 41)
+    cfg = ColorizeConfig(mode="chain", image_size_px=30, multiple_of=8)
+    frames, stats, _ = colorize_shot(system, lineart, {0: key}, cfg)
+    assert system.shapes == [(32, 48), (32, 48)]
+    assert stats["model_size_hw"] == [30, 41] and stats["model_input_hw"] == [32, 48]
+    for f in frames[1:]:
+        assert f.shape == (30, 41, 3)
+        red = (f[..., 0] > 150) & (f[..., 1] < 60) & (f[..., 2] < 60)
+        assert not red.any()  # the padded margin never reaches the output
+        away = np.ones((30, 41), bool)  # away from the colour edge (x = 20) and every line (x = 5, 8, 11)
+        for x in (5, 8, 11, 20):
+            away[:, max(0, x - 3):x + 4] = False
+        assert np.abs(f[away].astype(int) - key[away].astype(int)).max() <= 2  # same place, same colour
+    # the former behaviour: the model resolution itself rounded to 32 x 40 (aspect squeezed)
+    system = CornerSystem(32, 40)
+    _, stats, _ = colorize_shot(system, lineart, {0: key}, ColorizeConfig(mode="chain", image_size_px=30,
+                                                                        multiple_of=8, fit="round"))
+    assert stats["model_size_hw"] == stats["model_input_hw"] == [32, 40]
+    assert system.shapes == [(32, 40), (32, 40)]
 
 
 class ShiftSystem(ColorizationSystem):

@@ -32,7 +32,7 @@ def ceiling(episode: str, size: int, halo_px: int = 0, ink: str = "multiply") ->
         color_at_size,
         colorize_shot,
         lineart_at_size,
-        model_size,
+        shot_sizes,
     )
     from lcmftn.data.holds import detect_holds
     from lcmftn.data.video import read_frames
@@ -42,7 +42,10 @@ def ceiling(episode: str, size: int, halo_px: int = 0, ink: str = "multiply") ->
     color = read_frames(f"{episode}/color.mp4")
     line = [f[..., 0] if f.ndim == 3 else f for f in read_frames(f"{episode}/lineart.mp4")]
     shots = json.loads(open(f"{episode}/shots.json").read())["shots"]
-    hw = model_size(*line[0].shape, size, 8)
+    # the oracle needs no multiple: multiple_of=1 (a system's padding is cropped away anyway)
+    cfg = ColorizeConfig(mode="chain", image_size_px=size, multiple_of=1,
+                         upsample=UpsampleConfig(halo_px=halo_px, ink=ink))
+    hw = shot_sizes(*line[0].shape, cfg)[0]
     truth = {}
     for la, c in zip(line, color, strict=True):
         truth.setdefault(lineart_at_size(la, hw).numpy().tobytes(), color_at_size(c, hw))
@@ -51,7 +54,6 @@ def ceiling(episode: str, size: int, halo_px: int = 0, ink: str = "multiply") ->
         def forward_with_confidence(self, s_p, c_p, s_n):
             return torch.stack([truth[x.numpy().tobytes()] for x in s_n]), None
 
-    cfg = ColorizeConfig(mode="chain", image_size_px=size, upsample=UpsampleConfig(halo_px=halo_px, ink=ink))
     perfect, key = [], []
     for s, e in shots:
         frames, _, _ = colorize_shot(Oracle(), line[s:e], {0: color[s]}, cfg, holds=detect_holds(line[s:e]))
