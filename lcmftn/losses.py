@@ -71,7 +71,8 @@ class LossConfig:
     gate_loss: str = "off"
     """``lcmftn-ours`` only (issue 12, "never worse than a warp"): "off" | "penalty" (λ_gate ·
     mean(gate · 1[|base − truth| < τ])) | "bce" (λ_gate · BCE(gate logit, 1[|base − truth| ≥ τ])
-    over the changed region); computed by the model's ``auxiliary_losses`` hook
+    over the changed region) | "better" (λ_gate · BCE(gate logit, 1[|T − truth| + τ/4 < |base −
+    truth|]) over the changed region: open where the correction beats the base); computed by the model's ``auxiliary_losses`` hook
     (``lcmftn.models.ours.gate_loss_term``). "off" leaves the loss exactly as before."""
     lambda_gate: float = 10.0
     """Weight of the gate term (same scale as λ1 = 10); used only when ``gate_loss`` is not "off"."""

@@ -315,7 +315,7 @@ def validate_config(cfg: TrainConfig, set_keys: typing.Collection[str] = ()) -> 
         (cfg.mixed_precision in ("auto", "bf16", "off"), "mixed_precision must be auto|bf16|off"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (cfg.log_every_steps >= 1, "log_every_steps must be >= 1"),
-        (cfg.loss.gate_loss in ("off", "penalty", "bce"), "loss.gate_loss must be off|penalty|bce"),
+        (cfg.loss.gate_loss in ("off", "penalty", "bce", "better"), "loss.gate_loss must be off|penalty|bce|better"),
         (cfg.loss.lambda_gate >= 0, "loss.lambda_gate must be >= 0"),
         (cfg.loss.gate_tau > 0, "loss.gate_tau must be > 0"),
     ]

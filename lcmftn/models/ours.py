@@ -232,12 +232,12 @@ class LCMFTNOurs(ColorizationSystem):
         and, for logging only (weight 0), the mean gate."""
         mode = loss_cfg.gate_loss
         term = gate_loss_term(mode, parts["gate"], parts["gate_logit"], parts["change"], parts["base"],
-                              truth, loss_cfg.gate_tau)
+                              truth, loss_cfg.gate_tau, parts["target"])
         return {f"gate_{mode}": (loss_cfg.lambda_gate, term),
                 "gate_mean": (0.0, parts["gate"].detach().float().mean())}
 
 
-GATE_LOSSES = ("off", "penalty", "bce")
+GATE_LOSSES = ("off", "penalty", "bce", "better")
 
 
 def warp_right(base: Tensor, truth: Tensor, tau: float) -> Tensor:
@@ -245,8 +245,16 @@ def warp_right(base: Tensor, truth: Tensor, tau: float) -> Tensor:
     return ((base.detach().float() - truth.float()).abs().amax(1, keepdim=True) < tau).float()
 
 
+def correction_better(base: Tensor, target: Tensor, truth: Tensor, margin: float) -> Tensor:
+    """[B,1,H,W] float, 1 where the correction T is closer to the truth than the base by more than
+    ``margin`` (mean absolute error over RGB); both detached."""
+    err_base = (base.detach().float() - truth.float()).abs().mean(1, keepdim=True)
+    err_t = (target.detach().float() - truth.float()).abs().mean(1, keepdim=True)
+    return (err_t + margin < err_base).float()
+
+
 def gate_loss_term(mode: str, gate: Tensor, gate_logit: Tensor, change: Tensor, base: Tensor,
-                   truth: Tensor, tau: float) -> Tensor:
+                   truth: Tensor, tau: float, target: Tensor | None = None) -> Tensor:
     """The issue-12 gate term (a scalar, fp32), "never worse than a warp":
 
     * ``penalty``: mean(gate · 1[|base − truth| < τ]) — opening the gate where the warp was
@@ -254,13 +262,22 @@ def gate_loss_term(mode: str, gate: Tensor, gate_logit: Tensor, change: Tensor, 
     * ``bce``: BCE(gate_logit, 1[|base − truth| ≥ τ]) averaged over the changed region
       (min(m_raw, m_warp) > 0; 0 when there is none) — the gate's sigmoid is trained as a
       detector of the warp's own error, whatever T's colour.
+    * ``better``: BCE(gate_logit, 1[|T − truth| + τ/4 < |base − truth|]) over the changed region
+      (mean error over RGB, T and base detached) — the gate is trained to open exactly where the
+      correction it would let in beats the base, whatever the warp's own error.
     """
     right = warp_right(base, truth, tau)
     if mode == "penalty":
         return (gate.float() * right).mean()
-    if mode == "bce":
+    if mode in ("bce", "better"):
         changed = change.detach() > 0
         if not bool(changed.any()):
             return gate_logit.float().sum() * 0.0
-        return F.binary_cross_entropy_with_logits(gate_logit.float()[changed], 1.0 - right[changed])
+        if mode == "bce":
+            want = 1.0 - right
+        else:
+            if target is None:
+                raise ValueError("gate_loss 'better' needs the correction T (parts['target'])")
+            want = correction_better(base, target, truth, tau / 4)
+        return F.binary_cross_entropy_with_logits(gate_logit.float()[changed], want[changed])
     raise ValueError(f"loss.gate_loss must be one of {GATE_LOSSES}, got {mode!r}")

@@ -160,6 +160,30 @@ def test_gate_term_ignores_pixels_where_the_warp_is_wrong() -> None:
         gate_loss_term("nope", gate, logit, change, base, base, 0.1)
 
 
+def test_gate_term_better_opens_exactly_where_the_correction_beats_the_base() -> None:
+    base, change = torch.zeros(1, 3, 2, 4), torch.ones(1, 1, 2, 4)
+    truth = torch.zeros(1, 3, 2, 4)
+    truth[..., :2] = 1.0  # left half: the base is wrong; right half: the base is right
+    target = torch.zeros(1, 3, 2, 4)
+    target[..., 0] = 1.0  # T right at column 0 (base wrong there), T wrong at column 3 (base right)
+    target[..., 3] = 1.0
+    want = torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(1, 1, 2, 4)  # only column 0: T beats the base
+    gate = torch.full((1, 1, 2, 4), 0.5)
+
+    def cost(logit):
+        return float(gate_loss_term("better", gate, logit, change, base, truth, 0.1, target))
+
+    right = torch.where(want > 0, 6.0, -6.0)
+    assert cost(right) < 0.01 < 1.0 < cost(-right)
+    # "bce" would also open column 1 (base wrong, T as wrong): "better" keeps it closed
+    wrong_at_1 = right.clone()
+    wrong_at_1[..., 1] = 6.0
+    assert cost(wrong_at_1) > 1.0
+    assert float(gate_loss_term("bce", gate, wrong_at_1, change, base, truth, 0.1)) < cost(wrong_at_1)
+    with pytest.raises(ValueError, match="needs the correction"):
+        gate_loss_term("better", gate, right, change, base, truth, 0.1)
+
+
 def _ours_cfg(*extra: str):
     return apply_overrides(recipe("smoke"), ["system=lcmftn-ours", "loss.lambda_vgg=0", "loss.vgg_weights=none",
                                              "optim.lr=5e-3", *extra])
