@@ -94,6 +94,30 @@ def summary_table(agg: Mapping[str, Mapping[str, dict]], strides: Sequence[int])
     return "\n".join(lines)
 
 
+HEADROOM_COLUMNS = (("out", "output"), ("base", "gate closed (base)"), ("t_open", "T wherever allowed"),
+                    ("oracle_gate", "oracle gate"), ("oracle_candidate", "oracle candidate"))
+
+
+def headroom_table(agg: Mapping[str, Mapping[str, dict]], strides: Sequence[int]) -> str:
+    """Gated systems only (``headroom/...`` keys, ``lcmftn.harness.correction_headroom``): PSNR per
+    stride of the output, the base, T, a perfect gate and a perfect candidate; "" when none has them."""
+    lines = []
+    for system, a in agg.items():
+        if not any(k.startswith("headroom/") for k in a):
+            continue
+        for s in strides:
+            if f"headroom/s{s}/out" not in a:  # no sequence at this stride
+                continue
+            cells = [_cell(a, f"headroom/s{s}/{key}", 2) for key, _ in HEADROOM_COLUMNS]
+            lines.append(f"| {system} | {s} | " + " | ".join(cells) +
+                         f" | {_cell(a, f'headroom/s{s}/changed', 2)} | {_cell(a, f'headroom/s{s}/gate_changed', 2)} |")
+    if not lines:
+        return ""
+    head = ("| method | S | " + " | ".join(name for _, name in HEADROOM_COLUMNS) +
+            " | changed fraction | gate where changed |")
+    return "\n".join([head, "|---" * (len(HEADROOM_COLUMNS) + 4) + "|", *lines])
+
+
 def pooled_per_stride(protocol: Mapping[str, float]) -> dict[str, float]:
     """Pooled PSNR/SSIM per stride (equal counts per position: the mean over positions)."""
     out: dict[str, float] = {}

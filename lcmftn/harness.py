@@ -221,6 +221,61 @@ def score_protocol(model: Any, clips: list, device: torch.device, batch_size: in
     return evaluate_sequences(model, clips, device, batch_size=batch_size).metrics()
 
 
+HEADROOM_ROWS = ("out", "base", "t_open", "oracle_gate", "oracle_candidate")
+
+
+@torch.no_grad()
+def correction_headroom(model: Any, clips: list, device: torch.device) -> dict[str, dict[str, float]]:
+    """Where a gated model (``parts`` with "base", "target", "gate", "change", e.g. ``lcmftn-ours``)
+    could go with a perfect gate, on the protocol's pairs (frame 0 -> frame k); {} for other systems.
+
+    Per stride ``s{S}``: mean PSNR of ``out`` (the model), ``base`` (gate closed: the warp / exact
+    copies), ``t_open`` (T wherever the gate may open: change > 0), ``oracle_gate`` (per pixel the
+    better of base and T, only where change > 0: a perfect gate with this T), ``oracle_candidate``
+    (resampling models only: per pixel the best of the K candidates where change > 0: a perfect
+    selection), ``changed`` (fraction of pixels with change > 0) and ``gate_changed`` (mean gate
+    there). "Better" = lower mean absolute error over RGB. Uses the truth: a diagnostic, never a
+    product path."""
+    parts_fn = getattr(model, "parts", None)
+    if parts_fn is None:
+        return {}
+    cfg = getattr(model, "cfg", None)
+    resample = getattr(cfg, "correction", "") == "resample"
+    rows: dict[str, dict[str, list[float]]] = {}
+    for c in clips:
+        k = c.color.shape[0] - 1
+        s_p = c.lineart[:1].expand(k, -1, -1, -1).to(device)
+        c_p = c.color[:1].expand(k, -1, -1, -1).to(device)
+        p = parts_fn(s_p, c_p, c.lineart[1:].to(device))
+        if not {"base", "target", "gate", "change"} <= set(p):
+            return {}
+        truth = c.color[1:].float()
+        base, target = p["base"].float().cpu(), p["target"].float().cpu()
+        changed = p["change"].float().cpu() > 0
+
+        def err(x: torch.Tensor, truth: torch.Tensor = truth) -> torch.Tensor:
+            return (x - truth).abs().mean(1, keepdim=True)
+
+        images = {"out": p["out"].float().cpu(), "base": base, "t_open": torch.where(changed, target, base),
+                  "oracle_gate": torch.where(changed & (err(target) < err(base)), target, base)}
+        if resample:
+            from lcmftn.models.ours import resample_candidates
+
+            cands = resample_candidates(p["warped_c"].float().cpu(), cfg.resample_radius_px,
+                                        tuple(cfg.resample_dilations))  # [B,3,K,H,W]
+            pick = (cands - truth.unsqueeze(2)).abs().mean(1).argmin(1, keepdim=True)  # [B,1,H,W]
+            best = torch.gather(cands, 2, pick.unsqueeze(1).expand(-1, 3, -1, -1, -1)).squeeze(2)
+            images["oracle_candidate"] = torch.where(changed & (err(best) < err(base)), best, base)
+        row = rows.setdefault(f"s{c.stride}", {})
+        for name, img in images.items():
+            row.setdefault(name, []).extend(metrics.psnr(img.clamp(0, 1), truth).tolist())
+        row.setdefault("changed", []).extend(changed.float().flatten(1).mean(1).tolist())
+        gate = p["gate"].float().cpu()
+        if changed.any():
+            row.setdefault("gate_changed", []).append(float(gate[changed].mean()))
+    return {s: {name: float(np.mean(v)) for name, v in r.items()} for s, r in rows.items()}
+
+
 @torch.no_grad()
 def gate_stats(model: Any, clips: list, device: torch.device, tau: float = 0.1) -> dict[str, float]:
     """Mean gate of a gated model (one with ``parts`` returning "gate", e.g. ``lcmftn-ours``) on

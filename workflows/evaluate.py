@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 gates = harness.gate_stats(model, clips, device)  # {} for models without a gate
                 if gates:
                     entry["gate"] = gates
+                    entry["headroom"] = harness.correction_headroom(model, clips, device)
                 entry["whole"] = harness.score_whole_shots(model, whole, modes, size, registry.multiple_of(base),
                                                            str(device)) if modes and whole else {}
                 if seed == seeds[0]:
@@ -214,6 +215,11 @@ def _tables(agg, strides, modes, device, args, split, n_clips) -> str:
                  f"{tab.timing_table(agg, device)}\n")
     if modes:
         parts.append(f"## Whole shots from one keyframe (beyond the paper)\n\n{tab.whole_shot_table(agg, modes)}\n")
+    if headroom := tab.headroom_table(agg, strides):
+        parts.append("## Headroom of the gated correction (diagnostic; uses the truth)\n\n"
+                     "PSNR on the protocol's pairs: the output; the base (gate closed); T wherever the gate may "
+                     "open; a perfect gate (per pixel the better of base and T); a perfect pick of one "
+                     "resampling candidate (`lcmftn.harness.correction_headroom`).\n\n" + headroom + "\n")
     return "\n".join(parts)
 
 

@@ -107,3 +107,66 @@ def test_cpu_quality_recipe_trains_the_winner_over_the_evaluated_intervals():
     assert cfg.window.width_frames - 1 >= 10  # a pair spans at least the stride-10 step
     assert cfg.loss.lambda_vgg == 0 and cfg.loss.vgg_weights == "none"  # no VGG offline
     assert recipe("paper-256").window.width_frames == 40
+
+
+class _FixedGate(torch.nn.Module):
+    """A gated system whose parts are fixed: truth 0; base 0.2; T 0 on the left half, 0.5 on the
+    right; the gate may open everywhere (change 1) and is 0.25 open."""
+
+    def parts(self, s_p, c_p, s_n):
+        B, _, H, W = s_n.shape
+        base = torch.full((B, 3, H, W), 0.2)
+        target = torch.zeros(B, 3, H, W)
+        target[..., W // 2:] = 0.5
+        gate = torch.full((B, 1, H, W), 0.25)
+        return {"base": base, "target": target, "gate": gate, "change": torch.ones(B, 1, H, W),
+                "out": base + gate * (target - base)}
+
+    def forward(self, s_p, c_p, s_n):
+        return self.parts(s_p, c_p, s_n)["out"]
+
+
+def test_correction_headroom_scores_base_t_and_a_perfect_gate() -> None:
+    from lcmftn.evaluation import EvalClip
+
+    clip = EvalClip("x", 5, (0, 5, 10), torch.zeros(3, 3, 8, 8), torch.ones(3, 1, 8, 8))
+    got = harness.correction_headroom(_FixedGate(), [clip], torch.device("cpu"))
+    psnr = lambda mse: 10 * np.log10(1 / mse)  # noqa: E731
+    row = got["s5"]
+    assert row["base"] == pytest.approx(psnr(0.04))
+    assert row["t_open"] == pytest.approx(psnr((0 + 0.25) / 2))
+    assert row["oracle_gate"] == pytest.approx(psnr((0 + 0.04) / 2))  # T on the left, base on the right
+    assert row["out"] == pytest.approx(psnr((0.15 ** 2 + 0.275 ** 2) / 2))
+    assert row["changed"] == 1.0 and row["gate_changed"] == pytest.approx(0.25)
+    assert "oracle_candidate" not in row  # no resampling model
+    # systems without a gate: nothing
+    assert harness.correction_headroom(registry.build_generator("copy-ref", "tiny"), [clip], torch.device("cpu")) == {}
+
+
+def test_correction_headroom_of_the_resampling_model_has_the_candidate_oracle() -> None:
+    from lcmftn.evaluation import EvalClip
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    color = torch.rand(1, 3, 32, 32, generator=g).repeat_interleave(4, 2).repeat_interleave(4, 3)[..., :32, :32]
+    la = (torch.rand(1, 1, 32, 32, generator=g) > 0.9).float()
+    frames = [torch.roll(t, (k, -k), dims=(2, 3)) for k in range(3) for t in (color, la)]
+    clip = EvalClip("y", 1, (0, 1, 2), torch.cat(frames[0::2]), 1 - torch.cat(frames[1::2]))
+    model = registry.build_generator("lcmftn-ours", "tiny").eval()
+    row = harness.correction_headroom(model, [clip], torch.device("cpu"))["s1"]
+    assert set(row) == {*harness.HEADROOM_ROWS, "changed", "gate_changed"}
+    # a perfect pick of candidate within ±9 px finds a 1-2 px shift far better than any blend
+    assert row["oracle_candidate"] > row["base"] + 3 and row["oracle_candidate"] > row["out"] + 3
+
+
+def test_headroom_table_lists_gated_systems_only() -> None:
+    from lcmftn import eval_tables as tab
+
+    per_seed = {"lcmftn-ours": [{"headroom": {"s5": {"out": 20.0 + i, "base": 21.0, "t_open": 19.0,
+                                                    "oracle_gate": 23.0, "oracle_candidate": 30.0,
+                                                    "changed": 0.8, "gate_changed": 0.4}}} for i in (0, 1)],
+                "flow-warp": [{"protocol": {"psnr": 21.0}}]}
+    table = tab.headroom_table(tab.aggregate(per_seed), [5])
+    assert "| lcmftn-ours | 5 | 20.50±0.50 | 21.00±0.00 | 19.00±0.00 | 23.00±0.00 | 30.00±0.00 | 0.80±0.00 | 0.40±0.00 |" in table
+    assert "flow-warp" not in table
+    assert tab.headroom_table(tab.aggregate({"flow-warp": per_seed["flow-warp"]}), [5]) == ""
