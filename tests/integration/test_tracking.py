@@ -127,3 +127,35 @@ def test_server_cli_refuses_detach_with_seaweedfs_before_starting_anything(tmp_p
     assert main(["start", "--dir", str(tmp_path / "srv"), "--detach", "--with-seaweedfs"]) == 2
     assert "cannot be combined" in capsys.readouterr().err
     assert not (tmp_path / "srv" / "seaweedfs").exists()  # no S3 server was started and dropped
+
+
+_RACE = """
+import sys, time
+from lcmftn.integrations import tracking
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+print(tracking.start_run("race", "r" + sys.argv[3], tracking_uri=sys.argv[1]))
+"""
+
+
+def test_jobs_started_together_on_a_fresh_sqlite_store_all_get_their_run(tmp_path):
+    # MLflow migrates a fresh sqlite store on first use in each process; without the init lock
+    # (tracking._init_sqlite_store) processes starting together fail ("table ... already exists",
+    # alembic "expected to match one row"): measured 8 of 9 processes, 3 at a time.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    start = time.time() + 8  # every process has imported mlflow by then
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, uri, str(start), str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    runs = {out.strip().splitlines()[-1] for out, _ in outs}
+    assert len(runs) == 4
+    assert (tmp_path / "mlflow.db.init-lock").exists()
