@@ -20,7 +20,8 @@ Design decisions
     anchor: t-1 with holds[t]).
 - The model works at *model resolution* (short side ``image_size_px``, the frame's aspect kept to
   the pixel); a system that needs sides in multiples of its ``multiple_of`` gets its inputs padded
-  at the bottom and right (border replicated) and its outputs cropped back (``fit="pad"``, the
+  at the bottom and right (line art with blank paper, colour with its border replicated) and its
+  outputs cropped back (``fit="pad"``, the
   default; ``fit="round"`` rounds the model resolution itself to the multiple, squeezing the aspect
   by up to ``multiple_of / 2`` px per side, as before); outputs go back to the line art's resolution with
   :func:`lcmftn.upsample.guided_upsample` (keyframes are emitted as given, at full resolution).
@@ -82,7 +83,7 @@ class ColorizeConfig:
     image_size_px: int = 256  # short side of the model-resolution frames
     multiple_of: int = 8  # the system's H and W must be multiples of this (registry.multiple_of)
     # "pad": model resolution keeps the frame's aspect, the model's input is padded to the multiple
-    # (bottom/right, border replicated) and its output cropped; "round": the model resolution
+    # (bottom/right: line art with paper, colour with its border replicated) and its output cropped; "round": the model resolution
     # itself is rounded to the multiple (the aspect is squeezed; the behaviour before session 7)
     fit: str = "pad"
     low_confidence: float = 0.5  # a pixel is "low confidence" below this
@@ -560,8 +561,10 @@ class LockstepScheduler:
         if self.pad_batches and n < self.batch_size:
             inputs += [inputs[-1]] * (self.batch_size - n)
         s_p, c_p, s_n = (torch.stack(x).to(self.device) for x in zip(*inputs, strict=True))
-        if (ih, iw) != (h, w):  # fit="pad": the system's multiple, border replicated; cropped below
-            s_p, c_p, s_n = (F.pad(x, (0, iw - w, 0, ih - h), mode="replicate") for x in (s_p, c_p, s_n))
+        if (ih, iw) != (h, w):  # fit="pad": to the system's multiple; the output is cropped below
+            pad = (0, iw - w, 0, ih - h)  # line art: blank paper (a replicated edge stroke would
+            s_p, s_n = (F.pad(x, pad, value=1.0) for x in (s_p, s_n))  # become a band of ink)
+            c_p = F.pad(c_p, pad, mode="replicate")  # colour: the border's, continued
         t0 = time.perf_counter()
         with torch.inference_mode():
             if self.amp_dtype is not None:

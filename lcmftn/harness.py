@@ -242,6 +242,7 @@ def correction_headroom(model: Any, clips: list, device: torch.device) -> dict[s
     cfg = getattr(model, "cfg", None)
     resample = getattr(cfg, "correction", "") == "resample"
     rows: dict[str, dict[str, list[float]]] = {}
+    gate_sums: dict[str, list] = {}
     for c in clips:
         k = c.color.shape[0] - 1
         s_p = c.lineart[:1].expand(k, -1, -1, -1).to(device)
@@ -271,9 +272,14 @@ def correction_headroom(model: Any, clips: list, device: torch.device) -> dict[s
             row.setdefault(name, []).extend(metrics.psnr(img.clamp(0, 1), truth).tolist())
         row.setdefault("changed", []).extend(changed.float().flatten(1).mean(1).tolist())
         gate = p["gate"].float().cpu()
-        if changed.any():
-            row.setdefault("gate_changed", []).append(float(gate[changed].mean()))
-    return {s: {name: float(np.mean(v)) for name, v in r.items()} for s, r in rows.items()}
+        sums = gate_sums.setdefault(f"s{c.stride}", [0.0, 0])
+        sums[0] += float(gate[changed].sum())
+        sums[1] += int(changed.sum())
+    out = {s: {name: float(np.mean(v)) for name, v in r.items()} for s, r in rows.items()}
+    for s, (total, n) in gate_sums.items():  # pixel-weighted, as gate_stats' "changed"
+        if n:
+            out[s]["gate_changed"] = total / n
+    return out
 
 
 @torch.no_grad()

@@ -195,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the line art's paper (outside every closed drawn region) untouched in the output: "
                         "auto = for line art on transparent paper (RGBA out), keep = also on white paper, off")
     p.add_argument("--fit", choices=("pad", "round"), default="pad",
-                   help="systems whose sides must be multiples of 8: pad = keep the frame's aspect, pad the "
-                        "model's input and crop its output; round = round the model size (squeezes the aspect; "
+                   help="systems whose sides must be multiples of their multiple_of (8 for LCMFTN, 4 for tcvc): pad = "
+                        "keep the frame's aspect, pad the model's input and crop its output; round = round the model size (squeezes the aspect; "
                         "before session 7)")
     p.add_argument("--work-dir", help="scratch folder for downloads (default: a temp dir)")
     p.add_argument("--calibration", help="confidence calibration JSON (default: the model folder's "

@@ -42,7 +42,16 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
-_SQLITE_READY: set[str] = set()
+_SQLITE_READY: set[Path] = set()
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (query string dropped, resolved), None for an
+    in-memory store."""
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).resolve()
 
 
 def _init_sqlite_store(uri: str) -> None:
@@ -52,24 +61,35 @@ def _init_sqlite_store(uri: str) -> None:
     processes doing that at the same time on a fresh file (two jobs started together, a sweep's
     trials) fail with "table ... already exists" / alembic "expected to match one row"
     (measured: 8 of 9 processes, 3 at a time). The lock file ``<db>.init-lock`` sits beside the
-    database; once the schema is at head the others only read the version."""
-    if uri in _SQLITE_READY:
+    database; once the schema is at head the others only read the version. Where no lock can be
+    taken (a read-only folder, a file system without flock) the store is used as before: such a
+    store cannot be migrated by this process anyway."""
+    db = _sqlite_path(uri)
+    if db is None or db in _SQLITE_READY:
         return
     import fcntl
 
     from mlflow import MlflowClient
 
-    db = Path(uri[len("sqlite:///"):])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".init-lock"), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(db.with_name(db.name + ".init-lock"), "a+")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        log.debug("no init lock for %s (%s): using the store unlocked", db, e)
+        return
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as e:
+            log.debug("no init lock for %s (%s): using the store unlocked", db, e)
+            return
         try:
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             client.search_experiments(max_results=1)  # the tracking store: tables + migrations
             client.search_registered_models(max_results=1)  # the registry store (same file)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-    _SQLITE_READY.add(uri)
+    _SQLITE_READY.add(db)
 
 
 def _client(tracking_uri: str | None = None):
@@ -322,9 +342,7 @@ def _find_checkpoint_dir(root: Path, uri: str) -> Path | None:
 
 def _model_version_source(uri: str, tracking_uri: str) -> str:
     """``models:/name@alias`` or ``models:/name/version`` -> the version's source URI."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = _client(tracking_uri)
     rest = uri[len("models:/"):]
     if "@" in rest:
         name, alias = rest.split("@", 1)

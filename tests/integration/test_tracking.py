@@ -150,7 +150,7 @@ def test_jobs_started_together_on_a_fresh_sqlite_store_all_get_their_run(tmp_pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    start = time.time() + 8  # every process has imported mlflow by then
+    start = time.time() + 8  # every process is waiting by then (mlflow is imported after the barrier)
     procs = [subprocess.Popen([sys.executable, "-c", _RACE, uri, str(start), str(i)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
     outs = [p.communicate(timeout=180) for p in procs]
@@ -159,3 +159,13 @@ def test_jobs_started_together_on_a_fresh_sqlite_store_all_get_their_run(tmp_pat
     runs = {out.strip().splitlines()[-1] for out, _ in outs}
     assert len(runs) == 4
     assert (tmp_path / "mlflow.db.init-lock").exists()
+
+
+def test_sqlite_lock_path_ignores_the_query_and_memory_stores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tracking._sqlite_path("sqlite:///mlflow.db?timeout=30") == tmp_path / "mlflow.db"
+    assert tracking._sqlite_path(f"sqlite:///{tmp_path}/a.db") == tmp_path / "a.db"
+    assert tracking._sqlite_path("sqlite:///:memory:") is None
+    # a folder where no lock file can be made: the store is used unlocked, nothing raises
+    (tmp_path / "blocked").write_text("a file where the folder would be")
+    tracking._init_sqlite_store(f"sqlite:///{tmp_path}/blocked/sub/mlflow.db")

@@ -93,12 +93,13 @@ def _sync(device: str) -> None:
 
 
 def bench_lockstep(args: argparse.Namespace) -> dict:
-    from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, model_size
+    from lcmftn.colorize import ColorizeConfig, LockstepScheduler, ShotColorizer, shot_sizes
     from lcmftn.models.registry import multiple_of
 
     system = _system(args)
     full_h, full_w = args.full_size or args.size, round((args.full_size or args.size) * args.aspect)
-    hw = model_size(full_h, full_w, args.size, multiple_of(system.system))
+    # what the model is called with: the padded input size (lcmftn.colorize.shot_sizes)
+    hw = shot_sizes(full_h, full_w, ColorizeConfig(image_size_px=args.size, multiple_of=multiple_of(system.system)))[1]
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
     shots_la = [synthetic_shot(args.frames, full_h, full_w, seed=i) for i in range(args.shots)]
     key = np.full((full_h, full_w, 3), 180, np.uint8)
@@ -141,7 +142,7 @@ def _device_name(device: str) -> str:
 def bench_episode(args: argparse.Namespace) -> dict:
     """The whole job on a clip, with and without hold copying (needs PyAV; Ray with --ray)."""
     from lcmftn.checkpoint import save_checkpoint
-    from lcmftn.colorize import model_size
+    from lcmftn.colorize import ColorizeConfig, shot_sizes
     from lcmftn.data.lineart import extract_lineart
     from lcmftn.data.video import iter_frames, probe_video
     from lcmftn.episode import load_shots, read_lineart
@@ -166,7 +167,8 @@ def bench_episode(args: argparse.Namespace) -> dict:
         for s, _ in shots:
             cv2.imwrite(str(root / "keys" / f"{s:06d}.png"), cv2.cvtColor(color[s], cv2.COLOR_RGB2BGR))
         system = _system(args)
-        hw = model_size(*ep.size_hw, args.size, multiple_of(system.system))
+        hw = shot_sizes(*ep.size_hw, ColorizeConfig(image_size_px=args.size,
+                                                    multiple_of=multiple_of(system.system)))[1]
         model_fps_before = model_only_fps(system, args.batch_size[0], hw, "cpu", args.iters, repeats=args.repeats)
         if args.model:
             ckpt = args.model
