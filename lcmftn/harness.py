@@ -222,10 +222,33 @@ def score_protocol(model: Any, clips: list, device: torch.device, batch_size: in
 
 
 HEADROOM_ROWS = ("out", "base", "t_open", "oracle_gate", "oracle_candidate")
+_GATED_PARTS = ("out", "base", "target", "gate", "change", "warped_c")
 
 
 @torch.no_grad()
-def correction_headroom(model: Any, clips: list, device: torch.device) -> dict[str, dict[str, float]]:
+def protocol_parts(model: Any, clips: list, device: torch.device) -> list[tuple[Any, dict[str, torch.Tensor]]] | None:
+    """A gated model's intermediates (``parts``: out, base, target, gate, change, warped_c; CPU
+    fp32) on the protocol's pairs (frame 0 -> frame k of every clip), one entry per clip; None
+    for systems without a gate. Computed once and shared by :func:`gate_stats` and
+    :func:`correction_headroom` (each forward runs the optical flow)."""
+    parts_fn = getattr(model, "parts", None)
+    if parts_fn is None:
+        return None
+    out = []
+    for c in clips:
+        k = c.color.shape[0] - 1
+        s_p = c.lineart[:1].expand(k, -1, -1, -1).to(device)
+        c_p = c.color[:1].expand(k, -1, -1, -1).to(device)
+        p = parts_fn(s_p, c_p, c.lineart[1:].to(device))
+        if not set(_GATED_PARTS) - {"warped_c"} <= set(p):
+            return None
+        out.append((c, {name: p[name].float().cpu() for name in _GATED_PARTS if name in p}))
+    return out
+
+
+@torch.no_grad()
+def correction_headroom(model: Any, clips: list, device: torch.device,
+                        parts: list[tuple[Any, dict[str, torch.Tensor]]] | None = None) -> dict[str, dict[str, float]]:
     """Where a gated model (``parts`` with "base", "target", "gate", "change", e.g. ``lcmftn-ours``)
     could go with a perfect gate, on the protocol's pairs (frame 0 -> frame k); {} for other systems.
 
@@ -235,34 +258,29 @@ def correction_headroom(model: Any, clips: list, device: torch.device) -> dict[s
     (resampling models only: per pixel the best of the K candidates where change > 0: a perfect
     selection), ``changed`` (fraction of pixels with change > 0) and ``gate_changed`` (mean gate
     there). "Better" = lower mean absolute error over RGB. Uses the truth: a diagnostic, never a
-    product path."""
-    parts_fn = getattr(model, "parts", None)
-    if parts_fn is None:
+    product path. ``parts``: :func:`protocol_parts` of the same model and clips, when already
+    computed."""
+    parts = protocol_parts(model, clips, device) if parts is None else parts
+    if parts is None:
         return {}
     cfg = getattr(model, "cfg", None)
     resample = getattr(cfg, "correction", "") == "resample"
     rows: dict[str, dict[str, list[float]]] = {}
     gate_sums: dict[str, list] = {}
-    for c in clips:
-        k = c.color.shape[0] - 1
-        s_p = c.lineart[:1].expand(k, -1, -1, -1).to(device)
-        c_p = c.color[:1].expand(k, -1, -1, -1).to(device)
-        p = parts_fn(s_p, c_p, c.lineart[1:].to(device))
-        if not {"base", "target", "gate", "change"} <= set(p):
-            return {}
+    for c, p in parts:
         truth = c.color[1:].float()
-        base, target = p["base"].float().cpu(), p["target"].float().cpu()
-        changed = p["change"].float().cpu() > 0
+        base, target = p["base"], p["target"]
+        changed = p["change"] > 0
 
         def err(x: torch.Tensor, truth: torch.Tensor = truth) -> torch.Tensor:
             return (x - truth).abs().mean(1, keepdim=True)
 
-        images = {"out": p["out"].float().cpu(), "base": base, "t_open": torch.where(changed, target, base),
+        images = {"out": p["out"], "base": base, "t_open": torch.where(changed, target, base),
                   "oracle_gate": torch.where(changed & (err(target) < err(base)), target, base)}
         if resample:
             from lcmftn.models.ours import resample_candidates
 
-            cands = resample_candidates(p["warped_c"].float().cpu(), cfg.resample_radius_px,
+            cands = resample_candidates(p["warped_c"], cfg.resample_radius_px,
                                         tuple(cfg.resample_dilations))  # [B,3,K,H,W]
             pick = (cands - truth.unsqueeze(2)).abs().mean(1).argmin(1, keepdim=True)  # [B,1,H,W]
             best = torch.gather(cands, 2, pick.unsqueeze(1).expand(-1, 3, -1, -1, -1)).squeeze(2)
@@ -271,7 +289,7 @@ def correction_headroom(model: Any, clips: list, device: torch.device) -> dict[s
         for name, img in images.items():
             row.setdefault(name, []).extend(metrics.psnr(img.clamp(0, 1), truth).tolist())
         row.setdefault("changed", []).extend(changed.float().flatten(1).mean(1).tolist())
-        gate = p["gate"].float().cpu()
+        gate = p["gate"]
         sums = gate_sums.setdefault(f"s{c.stride}", [0.0, 0])
         sums[0] += float(gate[changed].sum())
         sums[1] += int(changed.sum())
@@ -283,7 +301,8 @@ def correction_headroom(model: Any, clips: list, device: torch.device) -> dict[s
 
 
 @torch.no_grad()
-def gate_stats(model: Any, clips: list, device: torch.device, tau: float = 0.1) -> dict[str, float]:
+def gate_stats(model: Any, clips: list, device: torch.device, tau: float = 0.1,
+               parts: list[tuple[Any, dict[str, torch.Tensor]]] | None = None) -> dict[str, float]:
     """Mean gate of a gated model (one with ``parts`` returning "gate", e.g. ``lcmftn-ours``) on
     the protocol's pairs (frame 0 -> frame k of every sequence); {} for other systems.
 
@@ -291,21 +310,16 @@ def gate_stats(model: Any, clips: list, device: torch.device, tau: float = 0.1) 
     > 0), ``warp_right`` / ``warp_wrong`` over the changed pixels where the warp
     (``base``) is / is not within ``tau`` of the truth in every channel, ``open_frac`` the
     fraction of pixels with gate > 0.5, ``warp_wrong_frac`` the changed pixels' share the
-    warp gets wrong."""
-    parts_fn = getattr(model, "parts", None)
-    if parts_fn is None:
+    warp gets wrong. ``parts``: :func:`protocol_parts` of the same model and clips, when already
+    computed."""
+    parts = protocol_parts(model, clips, device) if parts is None else parts
+    if parts is None:
         return {}
     sums = {k: 0.0 for k in ("all", "n_all", "changed", "n_changed", "right", "n_right", "wrong", "n_wrong", "open")}
-    for c in clips:
-        k = c.color.shape[0] - 1
-        s_p = c.lineart[:1].expand(k, -1, -1, -1).to(device)
-        c_p = c.color[:1].expand(k, -1, -1, -1).to(device)
-        p = parts_fn(s_p, c_p, c.lineart[1:].to(device))
-        if "gate" not in p:
-            return {}
-        gate, truth = p["gate"].float().cpu(), c.color[1:].float()
-        changed = p["change"].cpu() > 0
-        wrong = (p["base"].float().cpu() - truth).abs().amax(1, keepdim=True) >= tau
+    for c, p in parts:
+        gate, truth = p["gate"], c.color[1:].float()
+        changed = p["change"] > 0
+        wrong = (p["base"] - truth).abs().amax(1, keepdim=True) >= tau
         sums["all"] += float(gate.sum())
         sums["n_all"] += gate.numel()
         sums["open"] += float((gate > 0.5).sum())

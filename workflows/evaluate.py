@@ -158,10 +158,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proto = harness.score_protocol(model, clips, device)
                 entry = {"protocol": proto, "pooled": tab.pooled_per_stride(proto), "train": facts,
                          "params": registry.count_parameters(model)}
-                gates = harness.gate_stats(model, clips, device)  # {} for models without a gate
+                gated = harness.protocol_parts(model, clips, device)  # None for models without a gate
+                gates = harness.gate_stats(model, clips, device, parts=gated) if gated is not None else {}
                 if gates:
                     entry["gate"] = gates
-                    entry["headroom"] = harness.correction_headroom(model, clips, device)
+                    entry["headroom"] = harness.correction_headroom(model, clips, device, parts=gated)
+                del gated
                 entry["whole"] = harness.score_whole_shots(model, whole, modes, size, registry.multiple_of(base),
                                                            str(device)) if modes and whole else {}
                 if seed == seeds[0]:

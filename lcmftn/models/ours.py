@@ -266,15 +266,14 @@ def gate_loss_term(mode: str, gate: Tensor, gate_logit: Tensor, change: Tensor, 
       (mean error over RGB, T and base detached) — the gate is trained to open exactly where the
       correction it would let in beats the base, whatever the warp's own error.
     """
-    right = warp_right(base, truth, tau)
     if mode == "penalty":
-        return (gate.float() * right).mean()
+        return (gate.float() * warp_right(base, truth, tau)).mean()
     if mode in ("bce", "better"):
         changed = change.detach() > 0
         if not bool(changed.any()):
             return gate_logit.float().sum() * 0.0
         if mode == "bce":
-            want = 1.0 - right
+            want = 1.0 - warp_right(base, truth, tau)
         else:
             if target is None:
                 raise ValueError("gate_loss 'better' needs the correction T (parts['target'])")
